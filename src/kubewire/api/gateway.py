@@ -1,0 +1,5 @@
+"""Placeholder: filled in by its owner."""
+
+from kubewire.api.registry import Kind
+
+KINDS: list[Kind] = []
