@@ -295,7 +295,7 @@ def parse_selector(text: str) -> Selector:
         nonlocal i
         if i >= len(tokens):
             raise SelectorError(f"unable to parse requirement: found end of input in {text!r}")
-        t = tokens[i]
+        t: str = tokens[i]
         i += 1
         return t
 

@@ -76,6 +76,9 @@ class Kind:
     field_selectors: Mapping[str, FieldGetter] = field(default_factory=dict)
     # Whether a change of the object (outside metadata/status) bumps metadata.generation.
     tracks_generation: bool = True
+    # The status a new object starts with when the kind has a status subresource (upstream
+    # PrepareForCreate: Pods start Pending, Namespaces Active); None means an empty status.
+    initial_status: Mapping[str, Any] | None = None
 
     @property
     def api_version(self) -> str:

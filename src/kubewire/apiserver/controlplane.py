@@ -1,0 +1,70 @@
+"""The control-plane process: one store, one API server (TCP on loopback + a Unix socket).
+
+``kubewire up`` starts this in the background; it runs until SIGTERM/SIGINT.  It writes its
+address into the state directory only once it serves, so whoever waits on it knows it is ready.
+Later issues add the controller manager and node agents to the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubewire.api.registry import default_registry
+from kubewire.apiserver.server import APIServer
+from kubewire.store.store import Store
+
+log = logging.getLogger("kubewire.controlplane")
+
+
+@dataclass(frozen=True)
+class ControlPlaneSettings:
+    """Where the control plane keeps its state and listens."""
+
+    state_dir: Path
+    host: str
+    port: int
+    token: str
+    durability: str = "normal"
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "store.db"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.state_dir / "apiserver.sock"
+
+    @property
+    def ready_path(self) -> Path:
+        return self.state_dir / "ready"
+
+
+async def run(settings: ControlPlaneSettings) -> None:
+    """Serve until told to stop; the store is closed (and flushed) on the way out."""
+    store = Store(default_registry(), settings.db_path, durability=settings.durability)
+    server = APIServer(store, settings.token)
+    with contextlib.suppress(FileNotFoundError):
+        settings.socket_path.unlink()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(settings.state_dir / "apiserver.crt", settings.state_dir / "apiserver.key")
+    runner = await server.serve(settings.host, settings.port, str(settings.socket_path), tls)
+    settings.ready_path.write_text(f"{os.getpid()} {settings.host}:{settings.port}\n")
+    log.info("serving on %s:%d (rv %d)", settings.host, settings.port, store.rv)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    with contextlib.suppress(FileNotFoundError):
+        settings.ready_path.unlink()
+    server.close()
+    await runner.cleanup()
+    store.close()

@@ -1,0 +1,594 @@
+"""The Kubernetes-compatible HTTP API server (aiohttp) in front of a :class:`Store`.
+
+It owns the wire protocol only: URL routing (``/api/v1/namespaces/{ns}/{plural}/{name}/{sub}``),
+bearer-token authentication, content negotiation (JSON, Tables for ``kubectl get``), the four
+patch content types, server-side apply, watch streams with bookmarks, the ``scale`` and
+``status`` subresources, discovery and OpenAPI stubs.  Object semantics live in the store;
+printing and patch logic in the api layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from kubewire.api import patch as patching
+from kubewire.api.meta import now_rfc3339
+from kubewire.api.registry import Kind, Obj, Registry
+from kubewire.api.selection import Selection
+from kubewire.apiserver import discovery, tables
+from kubewire.errors import (
+    BadRequest,
+    Gone,
+    InternalError,
+    MethodNotSupported,
+    NotFound,
+    StatusError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from kubewire.store.store import Event, Store
+
+log = logging.getLogger("kubewire.apiserver")
+
+JSON = "application/json"
+PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
+# Upstream sends a bookmark roughly once a minute; a shorter default keeps resumes cheap.
+BOOKMARK_INTERVAL = 10.0
+DEFAULT_WATCH_TIMEOUT = 1800
+
+LogSource = Callable[[str, str, dict[str, str]], Awaitable[bytes]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type=JSON)
+
+
+def _error(err: StatusError) -> web.Response:
+    return _json(err.to_status(), status=err.code)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed resource URL."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    subresource: str
+
+
+def _is_table_request(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "as=Table" in accept
+
+
+class APIServer:
+    """Routes HTTP requests onto the store; one per cluster control plane."""
+
+    def __init__(self, store: Store, token: str, log_source: LogSource | None = None) -> None:
+        self.store = store
+        self.registry: Registry = store.registry
+        self.token = token
+        self.log_source = log_source
+        self.server_address = "127.0.0.1:6443"
+        self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
+        self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._closing = asyncio.Event()
+
+    # ------------------------------------------------------------------ plumbing
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            if not self._authorized(request):
+                raise Unauthorized()
+            return await handler(request)
+        except StatusError as err:
+            return _error(err)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a bug must not take the server down: answer 500 and log it
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return _error(InternalError(str(exc)))
+
+    def _authorized(self, request: web.Request) -> bool:
+        if request.transport is not None and request.transport.get_extra_info("peername") in ("", None):
+            return True  # the Unix socket: only local processes that can open the state dir
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(header[7:].strip(), self.token)
+
+    def close(self) -> None:
+        self._closing.set()
+
+    # ------------------------------------------------------------------ routing
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        if not parts:
+            return _json({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openapi/v2"]})
+        head = parts[0]
+        if head in ("healthz", "livez", "readyz"):
+            return web.Response(text="ok")
+        if head == "version":
+            return _json(discovery.version_info())
+        if head == "openapi":
+            return self._openapi(parts)
+        if head == "api":
+            if len(parts) == 1:
+                return _json(discovery.api_versions(self.server_address))
+            if len(parts) == 2:
+                return self._resource_list("", parts[1])
+            return await self._resource(request, "", parts[1], parts[2:])
+        if head == "apis":
+            if len(parts) == 1:
+                return _json(discovery.api_group_list(self.registry))
+            if len(parts) == 2:
+                doc = discovery.api_group(self.registry, parts[1])
+                if doc is None:
+                    raise NotFound("", request.path)
+                return _json(doc)
+            if len(parts) == 3:
+                return self._resource_list(parts[1], parts[2])
+            return await self._resource(request, parts[1], parts[2], parts[3:])
+        raise _not_found_path()
+
+    def _openapi(self, parts: list[str]) -> web.StreamResponse:
+        if parts[1:] == ["v2"]:
+            # An empty OpenAPI v2 document (a valid, empty protobuf message): kubectl's
+            # client-side validation then finds no schema and defers to the server's.
+            return web.Response(body=b"", content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+        raise _not_found_path()
+
+    def _resource_list(self, group: str, version: str) -> web.Response:
+        doc = discovery.resource_list(self.registry, group, version)
+        if doc is None:
+            raise _not_found_path()
+        return _json(doc)
+
+    def _target(self, group: str, version: str, rest: list[str]) -> Target:
+        namespace = ""
+        if len(rest) >= 2 and rest[0] == "namespaces" and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
+            if len(rest) == 2:
+                kind = self._kind(group, version, "namespaces")
+                return Target(kind, "", rest[1], "")
+            namespace, rest = rest[1], rest[2:]
+        kind = self._kind(group, version, rest[0])
+        if namespace and not kind.namespaced:
+            raise _not_found_path()
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        if len(rest) > 3:
+            raise _not_found_path()
+        if sub and sub not in kind.subresources and not (sub == "finalize" and kind.plural == "namespaces"):
+            raise _not_found_path()
+        return Target(kind, namespace, name, sub)
+
+    def _kind(self, group: str, version: str, plural: str) -> Kind:
+        kind = self.registry.by_resource(group, version, plural)
+        if kind is None:
+            raise _not_found_path()
+        return kind
+
+    async def _resource(self, request: web.Request, group: str, version: str, rest: list[str]) -> web.StreamResponse:
+        target = self._target(group, version, rest)
+        method = request.method
+        q = request.query
+        if not target.name:
+            if method == "GET":
+                if q.get("watch") in ("true", "1"):
+                    return await self._watch(request, target)
+                return self._list(request, target)
+            if method == "POST":
+                return await self._create(request, target)
+            if method == "DELETE":
+                return await self._delete_collection(request, target)
+            raise MethodNotSupported(target.kind.plural, method)
+        if target.subresource == "scale":
+            return await self._scale(request, target)
+        if target.subresource == "log":
+            return await self._log(request, target)
+        if method == "GET":
+            return self._get(request, target)
+        if method == "PUT":
+            return await self._update(request, target)
+        if method == "PATCH":
+            return await self._patch(request, target)
+        if method == "DELETE" and not target.subresource:
+            return await self._delete(request, target)
+        raise MethodNotSupported(target.kind.plural, method)
+
+    # ------------------------------------------------------------------ reads
+
+    def _respond_object(self, request: web.Request, kind: Kind, obj: Obj, status: int = 200) -> web.Response:
+        if _is_table_request(request):
+            now = self.store.clock()
+            return _json(tables.table(kind, [obj], now, request.query.get("includeObject", "PartialObjectMetadata")), status)
+        return _json(obj, status)
+
+    def _get(self, request: web.Request, t: Target) -> web.Response:
+        if _is_table_request(request):
+            return self._respond_object(request, t.kind, self.store.get(t.kind, t.namespace, t.name))
+        raw = self.store.get_raw(t.kind, t.namespace, t.name)
+        if t.subresource in ("", "status"):
+            return web.Response(body=raw, content_type=JSON)
+        return _json(orjson.loads(raw))
+
+    def _selection(self, request: web.Request, t: Target) -> Selection:
+        q = request.query
+        return Selection.parse(t.kind, t.namespace, q.get("labelSelector", ""), q.get("fieldSelector", ""))
+
+    def _list(self, request: web.Request, t: Target) -> web.Response:
+        q = request.query
+        selection = self._selection(request, t)
+        limit = _int_param(q, "limit", 0)
+        after = _decode_continue(q.get("continue", ""))
+        items, rv, last = self.store.list_raw(t.kind, selection, limit=limit, after=after)
+        token = _encode_continue(last, rv) if last is not None else ""
+        if _is_table_request(request):
+            objs = [orjson.loads(r) for r in items]
+            return _json(tables.table(t.kind, objs, self.store.clock(), q.get("includeObject", "PartialObjectMetadata"), str(rv), token))
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if token:
+            meta["continue"] = token
+        head = orjson.dumps({"kind": t.kind.list_kind, "apiVersion": t.kind.api_version, "metadata": meta})
+        body = head[:-1] + b',"items":[' + b",".join(items) + b"]}"
+        return web.Response(body=body, content_type=JSON)
+
+    # ------------------------------------------------------------------ watch
+
+    async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        q = request.query
+        selection = self._selection(request, t)
+        rv_param = q.get("resourceVersion", "")
+        since = int(rv_param) if rv_param not in ("", "0") else None
+        try:
+            watcher, backlog = self.store.watch(t.kind, selection, since)
+        except Gone as err:
+            # Upstream answers 200 and reports the expired revision as an ERROR event.
+            response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+            await response.prepare(request)
+            await response.write(orjson.dumps({"type": "ERROR", "object": err.to_status()}) + b"\n")
+            await response.write_eof()
+            return response
+        if since is None:
+            backlog = self.store.snapshot_events(t.kind, selection)
+        send_initial_end = q.get("sendInitialEvents") == "true"
+        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        timeout = _int_param(q, "timeoutSeconds", DEFAULT_WATCH_TIMEOUT)
+        as_table = _is_table_request(request)
+        include = q.get("includeObject", "PartialObjectMetadata")
+        response = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Transfer-Encoding": "chunked"})
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        first = [True]
+
+        def encode(ev: Event) -> bytes:
+            if as_table:
+                obj = tables.table(t.kind, [ev.obj], self.store.clock(), include, headers=first[0])
+                first[0] = False
+                return orjson.dumps({"type": ev.type, "object": obj}) + b"\n"
+            return b'{"type":"' + ev.type.encode() + b'","object":' + ev.raw + b"}\n"
+
+        def bookmark(rv: int, initial_end: bool = False) -> bytes:
+            meta: dict[str, Any] = {"resourceVersion": str(rv)}
+            if initial_end:
+                meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+            obj = {"kind": t.kind.kind, "apiVersion": t.kind.api_version, "metadata": meta}
+            return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+
+        last_rv = since or 0
+        try:
+            if backlog:
+                await response.write(b"".join(encode(ev) for ev in backlog))
+                last_rv = max(last_rv, backlog[-1].rv)
+            if send_initial_end and bookmarks:
+                await response.write(bookmark(max(last_rv, self.store.rv), initial_end=True))
+            while not self._closing.is_set():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    ev = await asyncio.wait_for(watcher.queue.get(), timeout=min(remaining, BOOKMARK_INTERVAL))
+                except TimeoutError:
+                    if bookmarks:
+                        await response.write(bookmark(self.store.rv))
+                    continue
+                if ev is None:
+                    break
+                chunk = [encode(ev)]
+                while not watcher.queue.empty() and len(chunk) < 512:
+                    nxt = watcher.queue.get_nowait()
+                    if nxt is None:
+                        watcher.closed = True
+                        break
+                    if nxt.rv > last_rv:
+                        chunk.append(encode(nxt))
+                if ev.rv <= last_rv and len(chunk) == 1:
+                    continue  # already sent in the backlog
+                last_rv = ev.rv
+                await response.write(b"".join(chunk))
+                if watcher.closed:
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.store.unwatch(watcher)
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await response.write_eof()
+        return response
+
+    # ------------------------------------------------------------------ writes
+
+    async def _body(self, request: web.Request) -> Obj:
+        ctype = request.content_type
+        if ctype == "application/vnd.kubernetes.protobuf":
+            # Typed clients (kubectl create, client-go) fall back to JSON on 415.
+            raise UnsupportedMediaType("application/json, application/yaml")
+        raw = await request.read()
+        try:
+            if ctype in ("application/yaml", "application/apply-patch+yaml"):
+                data = yaml.safe_load(raw)
+            else:
+                data = orjson.loads(raw)
+        except (orjson.JSONDecodeError, yaml.YAMLError) as e:
+            raise BadRequest(f"the body of the request was in an unknown format: {e}") from e
+        if not isinstance(data, dict):
+            raise BadRequest("the body of the request must be a JSON object")
+        return data
+
+    def _check_type(self, kind: Kind, obj: Obj) -> None:
+        api_version, kind_name = obj.get("apiVersion"), obj.get("kind")
+        if api_version and api_version != kind.api_version:
+            raise BadRequest(f"the API version in the data ({api_version}) does not match the expected API version ({kind.api_version})")
+        if kind_name and kind_name != kind.kind:
+            raise BadRequest(f"the kind in the data ({kind_name}) does not match the expected kind ({kind.kind})")
+
+    def _manager(self, request: web.Request, default: str) -> str:
+        manager = request.query.get("fieldManager", "")
+        if manager:
+            return manager
+        agent = request.headers.get("User-Agent", "")
+        return agent.split("/")[0] if agent else default
+
+    def _now(self) -> str:
+        return now_rfc3339(self.store.clock())
+
+    async def _create(self, request: web.Request, t: Target) -> web.Response:
+        obj = await self._body(request)
+        self._check_type(t.kind, obj)
+        meta = obj.setdefault("metadata", {})
+        if t.kind.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and body_ns != t.namespace:
+                raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+            meta["namespace"] = t.namespace
+        obj = patching.track_update(None, obj, self._manager(request, "unknown"), t.kind, self._now())
+        created = self.store.create(t.kind, obj, dry_run=_dry_run(request))
+        return self._respond_object(request, t.kind, created, status=201)
+
+    async def _update(self, request: web.Request, t: Target) -> web.Response:
+        obj = await self._body(request)
+        self._check_type(t.kind, obj)
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name") and meta["name"] != t.name:
+            raise BadRequest("the name of the object does not match the name on the URL")
+        meta["name"] = t.name
+        if t.kind.namespaced:
+            meta["namespace"] = t.namespace
+        old = self.store.get(t.kind, t.namespace, t.name)
+        if t.subresource != "status":
+            obj = patching.track_update(old, obj, self._manager(request, "unknown"), t.kind, self._now())
+        updated = self.store.update(t.kind, obj, subresource=t.subresource, dry_run=_dry_run(request))
+        return self._respond_object(request, t.kind, updated)
+
+    async def _patch(self, request: web.Request, t: Target) -> web.Response:
+        ctype = request.content_type
+        if ctype not in PATCH_TYPES:
+            raise UnsupportedMediaType(", ".join(PATCH_TYPES))
+        body = await request.read()
+        if ctype == "application/apply-patch+yaml":
+            return await self._server_side_apply(request, t, body)
+        if ctype == "application/strategic-merge-patch+json" and not patching.supports_strategic(t.kind):
+            raise UnsupportedMediaType(", ".join(p for p in PATCH_TYPES if "strategic" not in p))
+        old = self.store.get(t.kind, t.namespace, t.name)
+        new = patching.apply_patch(old, body, ctype, t.kind)
+        self._check_type(t.kind, new)
+        new.setdefault("metadata", {})["name"] = t.name
+        if t.kind.namespaced:
+            new["metadata"]["namespace"] = t.namespace
+        if t.subresource != "status":
+            new = patching.track_update(old, new, self._manager(request, "unknown"), t.kind, self._now())
+        updated = self.store.update(t.kind, new, subresource=t.subresource, dry_run=_dry_run(request))
+        return self._respond_object(request, t.kind, updated)
+
+    async def _server_side_apply(self, request: web.Request, t: Target, body: bytes) -> web.Response:
+        try:
+            applied = yaml.safe_load(body)
+        except yaml.YAMLError as e:
+            raise BadRequest(f"error decoding YAML: {e}") from e
+        if not isinstance(applied, dict):
+            raise BadRequest("the body of the request must be an object")
+        self._check_type(t.kind, applied)
+        manager = request.query.get("fieldManager", "")
+        if not manager:
+            raise BadRequest("PATCH, application/apply-patch+yaml requests must supply a fieldManager")
+        force = request.query.get("force") in ("true", "1")
+        meta = applied.setdefault("metadata", {})
+        meta.setdefault("name", t.name)
+        if t.kind.namespaced:
+            meta.setdefault("namespace", t.namespace)
+        try:
+            live: Obj | None = self.store.get(t.kind, t.namespace, t.name)
+        except NotFound:
+            live = None
+        merged = patching.apply(live, applied, manager, t.kind, force, self._now())
+        if live is None:
+            created = self.store.create(t.kind, merged, dry_run=_dry_run(request))
+            return self._respond_object(request, t.kind, created, status=201)
+        updated = self.store.update(t.kind, merged, subresource=t.subresource, dry_run=_dry_run(request))
+        return self._respond_object(request, t.kind, updated)
+
+    async def _delete(self, request: web.Request, t: Target) -> web.Response:
+        opts = await self._delete_options(request)
+        obj, removed = self.store.delete(
+            t.kind,
+            t.namespace,
+            t.name,
+            grace_period=opts.get("gracePeriodSeconds"),
+            propagation=opts.get("propagationPolicy"),
+            preconditions=opts.get("preconditions"),
+            dry_run=_dry_run(request),
+        )
+        if removed and t.kind.plural not in ("pods",):
+            return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": t.name, "group": t.kind.group, "kind": t.kind.plural, "uid": obj["metadata"]["uid"]}})
+        return _json(obj)
+
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        raw = await request.read()
+        if raw.strip():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                body = orjson.loads(raw)
+                if isinstance(body, dict):
+                    opts.update(body)
+        q = request.query
+        if "gracePeriodSeconds" in q:
+            opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+        if "propagationPolicy" in q:
+            opts["propagationPolicy"] = q["propagationPolicy"]
+        if "orphanDependents" in q and "propagationPolicy" not in opts:
+            opts["propagationPolicy"] = "Orphan" if q["orphanDependents"] == "true" else "Background"
+        if opts.get("orphanDependents") is not None and "propagationPolicy" not in opts:
+            opts["propagationPolicy"] = "Orphan" if opts["orphanDependents"] else "Background"
+        return opts
+
+    async def _delete_collection(self, request: web.Request, t: Target) -> web.Response:
+        opts = await self._delete_options(request)
+        selection = self._selection(request, t)
+        deleted = []
+        for obj in self.store.list_objects(t.kind, selection):
+            meta = obj["metadata"]
+            with contextlib.suppress(NotFound):
+                gone, _ = self.store.delete(
+                    t.kind, meta.get("namespace", ""), meta["name"], grace_period=opts.get("gracePeriodSeconds"), propagation=opts.get("propagationPolicy")
+                )
+                deleted.append(gone)
+        return _json({"kind": t.kind.list_kind, "apiVersion": t.kind.api_version, "metadata": {"resourceVersion": str(self.store.rv)}, "items": deleted})
+
+    # ------------------------------------------------------------------ subresources
+
+    def _scale_of(self, t: Target, obj: Obj) -> Obj:
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        selector = spec.get("selector") or {}
+        from kubewire.api.meta import format_selector
+
+        sel_text = format_selector(selector) if selector else ""
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")},
+            "spec": {"replicas": int(spec.get("replicas", 0))},
+            "status": {"replicas": int(status.get("replicas", 0)), "selector": "" if sel_text == "<none>" else sel_text},
+        }
+
+    async def _scale(self, request: web.Request, t: Target) -> web.Response:
+        obj = self.store.get(t.kind, t.namespace, t.name)
+        scale = self._scale_of(t, obj)
+        if request.method == "GET":
+            return _json(scale)
+        if request.method == "PUT":
+            new_scale = await self._body(request)
+        elif request.method == "PATCH":
+            ctype = request.content_type
+            if ctype not in PATCH_TYPES[:3]:
+                raise UnsupportedMediaType(", ".join(PATCH_TYPES[:3]))
+            new_scale = patching.merge_patch(scale, orjson.loads(await request.read())) if "json-patch" not in ctype else patching.json_patch(scale, orjson.loads(await request.read()))
+        else:
+            raise MethodNotSupported("scale", request.method)
+        replicas = (new_scale.get("spec") or {}).get("replicas", 0)
+        obj["spec"]["replicas"] = replicas
+        rv = (new_scale.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            obj["metadata"]["resourceVersion"] = rv
+        updated = self.store.update(t.kind, obj)
+        return _json(self._scale_of(t, updated))
+
+    async def _log(self, request: web.Request, t: Target) -> web.StreamResponse:
+        pod = self.store.get(t.kind, t.namespace, t.name)
+        if self.log_source is None:
+            raise BadRequest(f'pod "{t.name}" has no logs: no node runs its containers yet')
+        container = request.query.get("container", "")
+        containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
+        if not container:
+            if len(containers) != 1:
+                raise BadRequest(f"a container name must be specified for pod {t.name}, choose one of: [{' '.join(containers)}]")
+            container = containers[0]
+        data = await self.log_source(t.namespace, t.name, dict(request.query))
+        return web.Response(body=data, content_type="text/plain")
+
+    # ------------------------------------------------------------------ serving
+
+    async def serve(self, host: str, port: int, unix_path: str | None = None, ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        await site.start()
+        if unix_path:
+            await web.UnixSite(runner, unix_path).start()
+        self.server_address = f"{host}:{port}"
+        return runner
+
+
+def _not_found_path() -> StatusError:
+    return StatusError(404, "NotFound", "the server could not find the requested resource")
+
+
+def _int_param(q: Any, key: str, default: int) -> int:
+    try:
+        return int(q.get(key, default))
+    except ValueError as e:
+        raise BadRequest(f"invalid {key}: {q.get(key)}") from e
+
+
+def _dry_run(request: web.Request) -> bool:
+    return request.query.get("dryRun", "") == "All"
+
+
+def _encode_continue(key: tuple[str, str], rv: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(key)})).decode()
+
+
+def _decode_continue(token: str) -> tuple[str, str] | None:
+    if not token:
+        return None
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        ns, name = data["start"]
+        return (str(ns), str(name))
+    except (ValueError, KeyError, TypeError) as e:
+        raise BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from e
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,149 @@
+"""Starting, adopting and stopping a cluster's control plane process.
+
+``up`` is idempotent: a live control plane (its pid alive and answering ``/readyz``) is adopted,
+not duplicated.  A start that fails prints why (the tail of the control plane's log) and leaves
+nothing behind: the process is ended by its pid and state created by this start is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from kubewire.apiserver.controlplane import ControlPlaneSettings, run
+from kubewire.cli.state import ClusterState
+
+
+class LifecycleError(Exception):
+    """A cluster could not be started, found or stopped; the message says why."""
+
+
+def examples_dir() -> Path:
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[3] / "examples", here.parents[1] / "examples"):
+        if candidate.is_dir():
+            return candidate
+    raise LifecycleError("the example manifests are not installed")
+
+
+def run_controlplane(state: ClusterState, durability: str) -> int:
+    settings = ControlPlaneSettings(state.dir, "127.0.0.1", state.port(), state.token(), durability)
+    asyncio.run(run(settings))
+    return 0
+
+
+def _ready(state: ClusterState, timeout: float = 1.0) -> bool:
+    req = urllib.request.Request(state.server_url() + "/readyz", headers={"Authorization": f"Bearer {state.token()}"})
+    tls = ssl.create_default_context(cafile=str(state.ca_path))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=tls) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def up(state: ClusterState, timeout: float) -> None:
+    fresh = not state.exists()
+    if not fresh and state.pid() and _ready(state):
+        return  # already running: adopt it
+    state.initialise()
+    log = open(state.log_path, "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubewire.cli.main", "--name", state.name, "controlplane"],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "KUBEWIRE_STATE_DIR": str(state.dir.parent)},
+    )
+    log.close()
+    state.pid_path.write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if state.ready_path.exists() and _ready(state):
+            return
+        time.sleep(0.05)
+    reason = _log_tail(state)
+    _stop_pid(proc.pid)
+    with contextlib.suppress(FileNotFoundError):
+        state.pid_path.unlink()
+    if fresh:
+        shutil.rmtree(state.dir, ignore_errors=True)
+    raise LifecycleError(f"the control plane of {state.name!r} did not start:\n{reason}")
+
+
+def _log_tail(state: ClusterState, lines: int = 15) -> str:
+    try:
+        text = state.log_path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(empty log)"
+
+
+def _stop_pid(pid: int, timeout: float = 10.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            finished = 0
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        if finished:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def down(state: ClusterState, keep_state: bool = False) -> None:
+    pid = state.pid()
+    if pid is not None:
+        _stop_pid(pid)
+    for path in (state.pid_path, state.ready_path):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    if not keep_state:
+        shutil.rmtree(state.dir, ignore_errors=True)
+
+
+def require_running(state: ClusterState) -> None:
+    if not state.exists() or state.pid() is None:
+        raise LifecycleError(f"cluster {state.name!r} is not running; start it with 'kubewire --name {state.name} up'")
+
+
+async def status(state: ClusterState) -> str:
+    if not state.exists():
+        return f"cluster {state.name}: absent"
+    pid = state.pid()
+    if pid is None:
+        return f"cluster {state.name}: stopped (state kept in {state.dir})"
+    return f"cluster {state.name}: running (pid {pid})\n  API server: {state.server_url()}\n  kubeconfig: {state.kubeconfig_path}"
+
+
+def welcome(state: ClusterState) -> str:
+    return (
+        f"kubewire cluster {state.name!r} is up: {state.server_url()}\n\n"
+        "Try:\n"
+        f"  export KUBECONFIG={state.kubeconfig_path}\n"
+        "  kubectl get all -A\n"
+        "  kubectl get svc,deploy,endpointslices -o wide\n"
+        "  kubectl apply -f examples/   # the example app\n"
+        f"  kubewire --name {state.name} down\n"
+    )
