@@ -31,7 +31,7 @@ from kubewire.api.fields import (
     not_supported,
     required,
 )
-from kubewire.api.registry import Column, Kind, Obj
+from kubewire.api.registry import Column, FieldGetter, Kind, Obj
 
 # --- small shared helpers --------------------------------------------------------------------
 
@@ -306,7 +306,9 @@ def validate_container_ports(ports: list[Any], path: Path) -> list[FieldError]:
         if not container_port:
             errs.append(required(ip.child("containerPort")))
         elif _is_int(container_port):
-            errs.extend(invalid_value(ip.child("containerPort"), container_port, m) for m in is_valid_port_num(container_port))
+            errs.extend(
+                invalid_value(ip.child("containerPort"), container_port, m) for m in is_valid_port_num(container_port)
+            )
         host_port = port.get("hostPort") or 0
         if _is_int(host_port) and host_port:
             errs.extend(invalid_value(ip.child("hostPort"), host_port, m) for m in is_valid_port_num(host_port))
@@ -327,7 +329,11 @@ def _validate_env_value_from(env: dict[str, Any], path: Path) -> list[FieldError
         return []
     count = sum(1 for s in _ENV_SOURCES if as_dict(value_from).get(s) is not None)
     if count == 0:
-        return [invalid_value(path, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`")]
+        return [
+            invalid_value(
+                path, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"
+            )
+        ]
     if env.get("value"):
         return [invalid_value(path, "", "may not be specified when `value` is not empty")]
     if count > 1:
@@ -371,7 +377,7 @@ def parse_quantity(value: Any) -> Decimal | None:
         return None
     suffix = match.group(2)
     if suffix in _BINARY:
-        return number * (2 ** _BINARY[suffix])
+        return number * (1 << _BINARY[suffix])
     if suffix in _DECIMAL:
         return number.scaleb(_DECIMAL[suffix])
     exp = _EXPONENT.fullmatch(suffix)
@@ -393,7 +399,9 @@ def _validate_quantities(values: dict[str, Any], path: Path) -> tuple[list[Field
         errs.extend(_validate_resource_name(str(name), kp))
         quantity = parse_quantity(raw)
         if quantity is None:
-            errs.append(invalid_value(kp, str(raw), f"quantities must match the regular expression '{QUANTITY_FORMAT}'"))
+            errs.append(
+                invalid_value(kp, str(raw), f"quantities must match the regular expression '{QUANTITY_FORMAT}'")
+            )
             continue
         if quantity < 0:
             errs.append(invalid_value(kp, str(raw), "must be greater than or equal to 0"))
@@ -477,7 +485,9 @@ def validate_probe(probe: Any, name: str, path: Path) -> list[FieldError]:
         errs.append(invalid_value(path.child("successThreshold"), probe.get("successThreshold"), "must be 1"))
     grace = probe.get("terminationGracePeriodSeconds")
     if grace is not None and name == "readinessProbe":
-        errs.append(invalid_value(path.child("terminationGracePeriodSeconds"), grace, "must not be set for readinessProbes"))
+        errs.append(
+            invalid_value(path.child("terminationGracePeriodSeconds"), grace, "must not be set for readinessProbes")
+        )
     elif _is_int(grace) and grace <= 0:
         errs.append(invalid_value(path.child("terminationGracePeriodSeconds"), grace, "must be greater than 0"))
     return errs
@@ -537,7 +547,13 @@ def _validate_container_common(container: dict[str, Any], volumes: set[str], pat
         errs.extend(_dns_label_errors(name, path.child("name")))
     if not container.get("image"):
         errs.append(required(path.child("image")))
-    errs.extend(_validate_enum(container.get("terminationMessagePolicy"), _TERMINATION_MESSAGE_POLICIES, path.child("terminationMessagePolicy")))
+    errs.extend(
+        _validate_enum(
+            container.get("terminationMessagePolicy"),
+            _TERMINATION_MESSAGE_POLICIES,
+            path.child("terminationMessagePolicy"),
+        )
+    )
     errs.extend(validate_container_ports(as_list(container.get("ports")), path.child("ports")))
     errs.extend(validate_env(as_list(container.get("env")), path.child("env")))
     errs.extend(_validate_volume_mounts(as_list(container.get("volumeMounts")), volumes, path.child("volumeMounts")))
@@ -668,13 +684,20 @@ def _validate_toleration(toleration: dict[str, Any], path: Path) -> list[FieldEr
         errs.append(invalid_value(path.child("operator"), operator, detail))
     effect = toleration.get("effect") or ""
     if toleration.get("tolerationSeconds") is not None and effect != "NoExecute":
-        errs.append(invalid_value(path.child("effect"), effect, "effect must be 'NoExecute' when `tolerationSeconds` is set"))
+        errs.append(
+            invalid_value(path.child("effect"), effect, "effect must be 'NoExecute' when `tolerationSeconds` is set")
+        )
     value = str(toleration.get("value") or "")
     if operator in ("", "Equal"):
-        errs.extend(invalid_value(path.child("operator"), value, m) for m in meta.is_label_value(value))
+        msgs = meta.is_label_value(value)
+        if msgs:
+            errs.append(invalid_value(path.child("operator"), value, ";".join(msgs)))
     elif operator == "Exists":
         if value:
-            errs.append(invalid_value(path.child("operator"), toleration, "value must be empty when `operator` is 'Exists'"))
+            rendered = GoValue(json.dumps(toleration, sort_keys=True))
+            errs.append(
+                invalid_value(path.child("operator"), rendered, "value must be empty when `operator` is 'Exists'")
+            )
     else:
         errs.append(not_supported(path.child("operator"), operator, _TOLERATION_OPERATORS))
     if effect and effect not in _TAINT_EFFECTS:
@@ -703,7 +726,9 @@ def _validate_dns_config(spec: dict[str, Any], path: Path) -> list[FieldError]:
     if config is None:
         return [required(path, "must provide `dnsConfig` when `dnsPolicy` is None")]
     if not as_list(as_dict(config).get("nameservers")):
-        return [required(path.child("nameservers"), "must provide at least one DNS nameserver when `dnsPolicy` is None")]
+        return [
+            required(path.child("nameservers"), "must provide at least one DNS nameserver when `dnsPolicy` is None")
+        ]
     return []
 
 
@@ -745,7 +770,11 @@ def validate_pod_spec(spec: Any, path: Path, *, resource_is_pod: bool = False) -
     errs.extend(meta.validate_labels(spec.get("nodeSelector"), path.child("nodeSelector")))
     for i, secret in enumerate(as_list(spec.get("imagePullSecrets"))):
         if set(as_dict(secret)) - {"name"}:
-            errs.append(invalid_value(path.child("imagePullSecrets").index(i), GoValue(json.dumps(secret)), "only name may be set"))
+            errs.append(
+                invalid_value(
+                    path.child("imagePullSecrets").index(i), GoValue(json.dumps(secret)), "only name may be set"
+                )
+            )
     errs.extend(_validate_dns_config(spec, path.child("dnsConfig")))
     errs.extend(_validate_scheduling_fields(spec, path))
     return errs
@@ -763,7 +792,9 @@ def validate_pod_template(template: Any, path: Path) -> list[FieldError]:
     spec_path = path.child("spec")
     errs.extend(validate_pod_spec(template.get("spec"), spec_path))
     if as_list(as_dict(template.get("spec")).get("ephemeralContainers")):
-        errs.append(forbidden(spec_path.child("ephemeralContainers"), "ephemeral containers not allowed in pod template"))
+        errs.append(
+            forbidden(spec_path.child("ephemeralContainers"), "ephemeral containers not allowed in pod template")
+        )
     return errs
 
 
@@ -783,7 +814,7 @@ def semantic(value: Any) -> Any:
     """A value with Go zero values dropped, so ``[]``/``{}``/``""``/absent compare equal as upstream."""
     if isinstance(value, dict):
         pruned = {k: semantic(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in (None, "", [], {}, False, 0) or v is True}
+        return {k: v for k, v in pruned.items() if v not in (None, "", [], {}, False, 0)}
     if isinstance(value, list):
         return [semantic(v) for v in value]
     return value
@@ -798,16 +829,20 @@ def _validate_container_updates(new: list[Any], old: list[Any], path: Path) -> t
         if not image:
             errs.append(required(path.index(i).child("image")))
         elif image.strip() != image:
-            errs.append(invalid_value(path.index(i).child("image"), image, "must not have leading or trailing whitespace"))
+            errs.append(
+                invalid_value(path.index(i).child("image"), image, "must not have leading or trailing whitespace")
+            )
     return errs, False
 
 
 def _validate_deadline_update(new: Any, old: Any, path: Path) -> list[FieldError]:
     if new is None:
-        return [] if old is None else [invalid_value(path, None, "must not update from a positive integer to nil value")]
-    if not _is_int(new) or not 0 <= new <= _MAX_INT32:
+        return (
+            [] if old is None else [invalid_value(path, None, "must not update from a positive integer to nil value")]
+        )
+    if not isinstance(new, int) or isinstance(new, bool) or not 0 <= new <= _MAX_INT32:
         return [invalid_value(path, new, inclusive_range_error(0, _MAX_INT32))]
-    if _is_int(old) and old < new:
+    if isinstance(old, int) and old < new:
         return [invalid_value(path, new, "must be less than or equal to previous value")]
     return []
 
@@ -844,7 +879,7 @@ def _munge_updatable(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]
     for name in ("activeDeadlineSeconds", "tolerations", "schedulingGates"):
         munged[name] = old.get(name)
     grace_old, grace_new = old.get("terminationGracePeriodSeconds"), munged.get("terminationGracePeriodSeconds")
-    if _is_int(grace_old) and grace_old < 0 and grace_new == 1:
+    if isinstance(grace_old, int) and grace_old < 0 and grace_new == 1:
         munged["terminationGracePeriodSeconds"] = grace_old
     return munged
 
@@ -854,15 +889,23 @@ def validate_pod_spec_update(new: dict[str, Any], old: dict[str, Any]) -> list[F
     path = Path("spec")
     errs: list[FieldError] = []
     for list_name in ("containers", "initContainers"):
-        list_errs, stop = _validate_container_updates(as_list(new.get(list_name)), as_list(old.get(list_name)), path.child(list_name))
+        list_errs, stop = _validate_container_updates(
+            as_list(new.get(list_name)), as_list(old.get(list_name)), path.child(list_name)
+        )
         errs.extend(list_errs)
         if stop:
             return errs
-    deadline_errs = _validate_deadline_update(new.get("activeDeadlineSeconds"), old.get("activeDeadlineSeconds"), path.child("activeDeadlineSeconds"))
+    deadline_errs = _validate_deadline_update(
+        new.get("activeDeadlineSeconds"), old.get("activeDeadlineSeconds"), path.child("activeDeadlineSeconds")
+    )
     if deadline_errs and new.get("activeDeadlineSeconds") is not None:
         return errs + deadline_errs
     errs.extend(deadline_errs)
-    errs.extend(_validate_tolerations_only_added(as_list(new.get("tolerations")), as_list(old.get("tolerations")), path.child("tolerations")))
+    errs.extend(
+        _validate_tolerations_only_added(
+            as_list(new.get("tolerations")), as_list(old.get("tolerations")), path.child("tolerations")
+        )
+    )
     munged = _munge_updatable(new, old)
     if semantic(munged) != semantic(old):
         errs.append(forbidden(path, POD_UPDATE_FORBIDDEN + "\n" + _spec_diff(old, munged)))
@@ -878,7 +921,9 @@ def validate_pod(obj: Obj, old: Obj | None) -> list[FieldError]:
         if as_list(spec.get("ephemeralContainers")):
             errs.append(forbidden(Path("spec").child("ephemeralContainers"), "cannot be set on create"))
         if spec.get("nodeName") and as_list(spec.get("schedulingGates")):
-            errs.append(forbidden(Path("spec").child("nodeName"), "cannot be set until all schedulingGates have been cleared"))
+            errs.append(
+                forbidden(Path("spec").child("nodeName"), "cannot be set until all schedulingGates have been cleared")
+            )
         return errs
     return errs + validate_pod_spec_update(spec, as_dict(old.get("spec")))
 
@@ -897,7 +942,9 @@ def qos_class(spec: Mapping[str, Any]) -> str:
         compute = {"cpu", "memory"}
         if any(parse_quantity(v) for k, v in {**requests, **limits}.items() if k in compute):
             any_set = True
-        if not compute <= set(limits) or any(parse_quantity(requests.get(k, limits[k])) != parse_quantity(limits[k]) for k in compute):
+        if not compute <= set(limits) or any(
+            parse_quantity(requests.get(k, limits[k])) != parse_quantity(limits[k]) for k in compute
+        ):
             guaranteed = False
     if not any_set:
         return "BestEffort"
@@ -973,8 +1020,16 @@ POD_COLUMNS = (
     AGE_COLUMN,
     Column("IP", "string", "", "podIP address allocated to the pod. Routable at least within the cluster.", 1),
     Column("Node", "string", "", "NodeName indicates in which node this pod is scheduled.", 1),
-    Column("Nominated Node", "string", "", "nominatedNodeName is set only when this pod preempts other pods on the node.", 1),
-    Column("Readiness Gates", "string", "", "If specified, all readiness gates will be evaluated for pod readiness.", 1),
+    Column(
+        "Nominated Node",
+        "string",
+        "",
+        "nominatedNodeName is set only when this pod preempts other pods on the node.",
+        1,
+    ),
+    Column(
+        "Readiness Gates", "string", "", "If specified, all readiness gates will be evaluated for pod readiness.", 1
+    ),
 )
 
 
@@ -1003,7 +1058,9 @@ def _note_restart(tally: _PodTally, status: Mapping[str, Any]) -> None:
 
 
 def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
-    return any(as_dict(c).get("type") == kind and as_dict(c).get("status") == "True" for c in as_list(status.get("conditions")))
+    return any(
+        as_dict(c).get("type") == kind and as_dict(c).get("status") == "True" for c in as_list(status.get("conditions"))
+    )
 
 
 def _terminated_reason(terminated: Mapping[str, Any], prefix: str = "") -> str:
@@ -1024,9 +1081,15 @@ def _init_container_reason(status: Mapping[str, Any], index: int, total: int) ->
     return f"Init:{index}/{total}"
 
 
-def _walk_init_containers(spec: Mapping[str, Any], status: Mapping[str, Any], tally: _PodTally) -> tuple[bool, _PodTally]:
+def _walk_init_containers(
+    spec: Mapping[str, Any], status: Mapping[str, Any], tally: _PodTally
+) -> tuple[bool, _PodTally]:
     """The init-container half of upstream ``printPod``; returns (initializing, sidecar tally)."""
-    sidecars = {as_dict(c).get("name") for c in as_list(spec.get("initContainers")) if as_dict(c).get("restartPolicy") == "Always"}
+    sidecars = {
+        as_dict(c).get("name")
+        for c in as_list(spec.get("initContainers"))
+        if as_dict(c).get("restartPolicy") == "Always"
+    }
     sidecar_tally = _PodTally(reason="")
     total = len(as_list(spec.get("initContainers")))
     for i, raw in enumerate(as_list(status.get("initContainerStatuses"))):
@@ -1125,14 +1188,14 @@ def pod_row(obj: Obj, now: datetime) -> list[Any]:
 # --- field selectors ---------------------------------------------------------------------------
 
 
-def _spec_field(name: str) -> Any:
+def _spec_field(name: str) -> FieldGetter:
     def get(obj: Obj) -> str:
         return str(as_dict(obj.get("spec")).get(name) or "")
 
     return get
 
 
-def _status_field(name: str) -> Any:
+def _status_field(name: str) -> FieldGetter:
     def get(obj: Obj) -> str:
         return str(as_dict(obj.get("status")).get(name) or "")
 
@@ -1149,7 +1212,7 @@ def _pod_ip(obj: Obj) -> str:
     return str(as_dict(ips[0]).get("ip", "")) if ips else str(status.get("podIP") or "")
 
 
-POD_FIELD_SELECTORS = {
+POD_FIELD_SELECTORS: dict[str, FieldGetter] = {
     "spec.nodeName": _spec_field("nodeName"),
     "spec.restartPolicy": _spec_field("restartPolicy"),
     "spec.schedulerName": _spec_field("schedulerName"),

@@ -79,6 +79,9 @@ class Kind:
     # The status a new object starts with when the kind has a status subresource (upstream
     # PrepareForCreate: Pods start Pending, Namespaces Active); None means an empty status.
     initial_status: Mapping[str, Any] | None = None
+    # (new, old) -> None: what upstream's registry does to an update before validation (for
+    # example a Service keeps its allocated clusterIPs and nodePorts when the update omits them).
+    prepare_update: Callable[[Obj, Obj], None] | None = None
 
     @property
     def api_version(self) -> str:

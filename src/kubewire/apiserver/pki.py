@@ -32,7 +32,7 @@ def _name(cn: str) -> x509.Name:
 
 def make_serving_pair(cluster: str, now: datetime.datetime | None = None) -> ServingPair:
     """A CA and a server certificate for 127.0.0.1, ::1 and localhost, PEM-encoded."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name(f"kubewire-{cluster}-ca")
     ca = (

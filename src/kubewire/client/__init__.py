@@ -8,21 +8,15 @@ fields kubewire does not model survive.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubewire.api.registry import Kind
+from kubewire.store.informer import WatchEvent
 
 Obj = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    """ADDED, MODIFIED, DELETED or BOOKMARK, with the object as sent."""
-
-    type: str
-    object: Obj
+__all__ = ["Client", "Obj", "WatchEvent"]
 
 
 class Client(Protocol):
@@ -32,7 +26,7 @@ class Client(Protocol):
 
     async def list(
         self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = ""
-    ) -> tuple[list[Obj], str]:
+    ) -> tuple[builtins.list[Obj], str]:
         """Objects and the list's resourceVersion."""
         ...
 
@@ -41,7 +35,7 @@ class Client(Protocol):
     async def update(self, kind: Kind, obj: Obj, subresource: str = "", field_manager: str = "") -> Obj: ...
 
     async def patch(
-        self, kind: Kind, name: str, body: Obj | list[Any], namespace: str = "", patch_type: str = "merge", field_manager: str = "", subresource: str = ""
+        self, kind: Kind, name: str, body: Obj | builtins.list[Any], namespace: str = "", patch_type: str = "merge", field_manager: str = "", subresource: str = ""
     ) -> Obj:
         """``patch_type``: json, merge or strategic."""
         ...

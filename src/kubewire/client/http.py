@@ -9,6 +9,7 @@ streams available to the CLI.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -68,6 +69,8 @@ class HttpClient:
     def from_kubeconfig(cls, path: Path | None = None, context: str | None = None, field_manager: str = "kubewire") -> HttpClient:
         config = KubeConfig.from_file(path) if path is not None else KubeConfig.from_env()
         single = config.get(context_name=context)
+        if single is None:
+            raise ValueError("the kubeconfig has no usable context")
         params = ConnectionParams(timeout=httpx.Timeout(30.0, read=None), trust_env=False)
         return cls(_adapter_client(single, params), field_manager)
 
@@ -100,8 +103,8 @@ class HttpClient:
         result: Obj = await self.request("GET", resource_path(kind, namespace, name), params=params, accept=TABLE_ACCEPT)
         return result
 
-    async def list(self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = "") -> tuple[list[Obj], str]:
-        items: list[Obj] = []
+    async def list(self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = "") -> tuple[builtins.list[Obj], str]:
+        items: builtins.list[Obj] = []
         token = ""
         rv = ""
         while True:
@@ -129,7 +132,7 @@ class HttpClient:
         return result
 
     async def patch(
-        self, kind: Kind, name: str, body: Obj | list[Any], namespace: str = "", patch_type: str = "merge", field_manager: str = "", subresource: str = ""
+        self, kind: Kind, name: str, body: Obj | builtins.list[Any], namespace: str = "", patch_type: str = "merge", field_manager: str = "", subresource: str = ""
     ) -> Obj:
         path = resource_path(kind, namespace, name, subresource)
         result: Obj = await self.request("PATCH", path, params=self._params(field_manager), body=body, content_type=_PATCH_CONTENT[patch_type])

@@ -6,6 +6,7 @@ apply and managed-fields logic as the HTTP server so the two paths cannot drift.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,7 +40,7 @@ class LocalClient:
     async def get(self, kind: Kind, name: str, namespace: str = "") -> Obj:
         return self.store.get(kind, namespace, name)
 
-    async def list(self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = "") -> tuple[list[Obj], str]:
+    async def list(self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = "") -> tuple[builtins.list[Obj], str]:
         sel = Selection.parse(kind, namespace, label_selector, field_selector)
         items, rv, _ = self.store.list_raw(kind, sel)
         return [orjson.loads(r) for r in items], str(rv)
@@ -56,7 +57,7 @@ class LocalClient:
         return self.store.update(kind, obj, subresource=subresource)
 
     async def patch(
-        self, kind: Kind, name: str, body: Obj | list[Any], namespace: str = "", patch_type: str = "merge", field_manager: str = "", subresource: str = ""
+        self, kind: Kind, name: str, body: Obj | builtins.list[Any], namespace: str = "", patch_type: str = "merge", field_manager: str = "", subresource: str = ""
     ) -> Obj:
         old = self.store.get(kind, namespace, name)
         new = patching.apply_patch(old, orjson.dumps(body), _PATCH_CONTENT[patch_type], kind)

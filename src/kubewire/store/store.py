@@ -372,6 +372,8 @@ class Store:
         new = self._merge_for_update(kind, old, obj, subresource)
         if not subresource:
             kind.default(new)
+            if kind.prepare_update is not None:
+                kind.prepare_update(new, old)
         errors = kind.validate(new, old)
         if errors:
             raise invalid(kind.kind, meta["name"], errors, kind.group)
