@@ -45,11 +45,19 @@ def slice_(i: int) -> dict:
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": f"svc-{i}-abcde", "namespace": "default", "labels": {"kubernetes.io/service-name": f"svc-{i}"}},
+        "metadata": {
+            "name": f"svc-{i}-abcde",
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": f"svc-{i}"},
+        },
         "addressType": "IPv4",
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
         "endpoints": [
-            {"addresses": [f"10.244.{(i * 10 + j) // 250 % 250}.{(i * 10 + j) % 250 + 1}"], "conditions": {"ready": True}, "nodeName": "node-1"}
+            {
+                "addresses": [f"10.244.{(i * 10 + j) // 250 % 250}.{(i * 10 + j) % 250 + 1}"],
+                "conditions": {"ready": True},
+                "nodeName": "node-1",
+            }
             for j in range(10)
         ],
     }
@@ -63,7 +71,10 @@ async def run(count: int, concurrency: int) -> dict[str, float]:
     try:
         cdir = state / "bench"
         base = f"https://127.0.0.1:{(cdir / 'port').read_text().strip()}"
-        headers = {"Authorization": f"Bearer {(cdir / 'token').read_text().strip()}", "Content-Type": "application/json"}
+        headers = {
+            "Authorization": f"Bearer {(cdir / 'token').read_text().strip()}",
+            "Content-Type": "application/json",
+        }
         tls = ssl.create_default_context(cafile=str(cdir / "ca.crt"))
         pid = int((cdir / "controlplane.pid").read_text())
         rss_before = rss_mib(pid)
@@ -111,7 +122,10 @@ async def run(count: int, concurrency: int) -> dict[str, float]:
                 list_times.append(time.perf_counter() - t0)
             assert data.count(b'"kind":"Service"') >= 0
             t0 = time.perf_counter()
-            async with http.get(f"{base}/api/v1/namespaces/default/services", headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}) as resp:
+            async with http.get(
+                f"{base}/api/v1/namespaces/default/services",
+                headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+            ) as resp:
                 await resp.read()
             table_time = time.perf_counter() - t0
         latencies.sort()

@@ -46,10 +46,17 @@ class Cluster:
     def kubewire(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "kubewire.cli.main", "--name", self.name, *args],
-            env=self.env, capture_output=True, text=True, check=check, input=input, timeout=60,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            input=input,
+            timeout=60,
         )
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             ["kubectl", *args], env=self.env, capture_output=True, text=True, input=input, timeout=timeout
         )

@@ -74,8 +74,7 @@ class StatusError(Exception):
         """Rebuild the matching subclass from a ``metav1.Status`` wire object."""
         details = status.get("details") or {}
         causes = [
-            Cause(c.get("reason", ""), c.get("message", ""), c.get("field", ""))
-            for c in details.get("causes") or []
+            Cause(c.get("reason", ""), c.get("message", ""), c.get("field", "")) for c in details.get("causes") or []
         ]
         reason = status.get("reason", "") or "Unknown"
         klass = _BY_REASON.get(reason, StatusError)
@@ -102,20 +101,31 @@ class NotFound(StatusError):
     """404: the named object does not exist (``pods "web" not found``)."""
 
     def __init__(self, resource: str, name: str, group: str = "") -> None:
-        super().__init__(404, "NotFound", f'{_qualified(resource, group)} "{name}" not found', kind=resource, name=name, group=group)
+        super().__init__(
+            404, "NotFound", f'{_qualified(resource, group)} "{name}" not found', kind=resource, name=name, group=group
+        )
 
 
 class AlreadyExists(StatusError):
     """409: create of a name that is taken."""
 
     def __init__(self, resource: str, name: str, group: str = "") -> None:
-        super().__init__(409, "AlreadyExists", f'{_qualified(resource, group)} "{name}" already exists', kind=resource, name=name, group=group)
+        super().__init__(
+            409,
+            "AlreadyExists",
+            f'{_qualified(resource, group)} "{name}" already exists',
+            kind=resource,
+            name=name,
+            group=group,
+        )
 
 
 class Conflict(StatusError):
     """409: optimistic concurrency failure or an apply conflict."""
 
-    def __init__(self, resource: str, name: str, detail: str, group: str = "", causes: list[Cause] | None = None) -> None:
+    def __init__(
+        self, resource: str, name: str, detail: str, group: str = "", causes: list[Cause] | None = None
+    ) -> None:
         super().__init__(
             409,
             "Conflict",
@@ -133,7 +143,15 @@ class Invalid(StatusError):
     def __init__(self, kind: str, name: str, causes: list[Cause], group: str = "") -> None:
         parts = [f"{c.field}: {c.message}" if c.field else c.message for c in causes]
         body = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-        super().__init__(422, "Invalid", f'{_qualified(kind, group)} "{name}" is invalid: {body}', kind=kind, name=name, group=group, causes=causes)
+        super().__init__(
+            422,
+            "Invalid",
+            f'{_qualified(kind, group)} "{name}" is invalid: {body}',
+            kind=kind,
+            name=name,
+            group=group,
+            causes=causes,
+        )
 
 
 class BadRequest(StatusError):
@@ -154,7 +172,9 @@ class MethodNotSupported(StatusError):
     """405: the verb is not allowed on this resource."""
 
     def __init__(self, resource: str, action: str) -> None:
-        super().__init__(405, "MethodNotAllowed", f"{action} is not supported on resources of kind {resource!r}", kind=resource)
+        super().__init__(
+            405, "MethodNotAllowed", f"{action} is not supported on resources of kind {resource!r}", kind=resource
+        )
 
 
 class Unauthorized(StatusError):
@@ -168,14 +188,25 @@ class Forbidden(StatusError):
     """403: the operation is refused (for example creating in a terminating namespace)."""
 
     def __init__(self, resource: str, name: str, detail: str, group: str = "") -> None:
-        super().__init__(403, "Forbidden", f'{_qualified(resource, group)} "{name}" is forbidden: {detail}', kind=resource, name=name, group=group)
+        super().__init__(
+            403,
+            "Forbidden",
+            f'{_qualified(resource, group)} "{name}" is forbidden: {detail}',
+            kind=resource,
+            name=name,
+            group=group,
+        )
 
 
 class UnsupportedMediaType(StatusError):
     """415: a patch or body content type the server does not understand."""
 
     def __init__(self, content_type: str) -> None:
-        super().__init__(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: {content_type}")
+        super().__init__(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include: {content_type}",
+        )
 
 
 class RangeFull(StatusError):

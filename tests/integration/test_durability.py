@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -24,10 +25,8 @@ def _wait_dead(pid: int) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         asyncio.run(asyncio.sleep(0.01))
     raise AssertionError(f"process {pid} did not die")
 
@@ -46,7 +45,15 @@ def test_kill_minus_nine_loses_no_acknowledged_write(tmp_path: Path) -> None:
                         os.kill(_pid(tmp_path, "durable"), signal.SIGKILL)
                     name = f"cm-{i}"
                     try:
-                        obj = await client.create(CM, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}, "data": {"i": str(i)}})
+                        obj = await client.create(
+                            CM,
+                            {
+                                "apiVersion": "v1",
+                                "kind": "ConfigMap",
+                                "metadata": {"name": name, "namespace": "default"},
+                                "data": {"i": str(i)},
+                            },
+                        )
                     except (StatusError, OSError, Exception):
                         break
                     acknowledged.append(name)
@@ -89,7 +96,9 @@ def test_up_is_idempotent_and_clusters_are_independent(tmp_path: Path) -> None:
         pid = _pid(tmp_path, "alpha")
         a.kubewire("up")
         assert _pid(tmp_path, "alpha") == pid  # adopted, not restarted
-        a.kubectl("create", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"only-in-alpha"}}')
+        a.kubectl(
+            "create", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"only-in-alpha"}}'
+        )
         assert b.kubectl("get", "cm", "only-in-alpha", check=False).returncode != 0
     finally:
         stop_cluster(a)

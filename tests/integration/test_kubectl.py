@@ -45,7 +45,9 @@ def test_endpointslice_from_the_docs(cluster: Cluster) -> None:
 
 def test_output_formats(cluster: Cluster) -> None:
     cluster.kubectl("create", "configmap", "fmt", "--from-literal=a=b", check=False)
-    cluster.kubectl("apply", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"fmt2"},"data":{"a":"b"}}')
+    cluster.kubectl(
+        "apply", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"fmt2"},"data":{"a":"b"}}'
+    )
     obj = json.loads(cluster.kubectl("get", "cm", "fmt2", "-o", "json").stdout)
     assert obj["data"] == {"a": "b"} and obj["metadata"]["uid"]
     assert "kind: ConfigMap" in cluster.kubectl("get", "cm", "fmt2", "-o", "yaml").stdout
@@ -56,25 +58,49 @@ def test_label_annotate_patch_scale(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", str(REPO / "examples" / "10-app.yaml"))
     cluster.kubectl("label", "deploy", "echo", "tier=backend")
     cluster.kubectl("annotate", "deploy", "echo", "owner=team-a")
-    cluster.kubectl("patch", "deploy", "echo", "-p", '{"spec":{"template":{"spec":{"containers":[{"name":"echo","image":"nginx:1.27"}]}}}}')
+    cluster.kubectl(
+        "patch",
+        "deploy",
+        "echo",
+        "-p",
+        '{"spec":{"template":{"spec":{"containers":[{"name":"echo","image":"nginx:1.27"}]}}}}',
+    )
     cluster.kubectl("patch", "deploy", "echo", "--type=merge", "-p", '{"metadata":{"labels":{"merge":"yes"}}}')
-    cluster.kubectl("patch", "deploy", "echo", "--type=json", "-p", '[{"op":"replace","path":"/spec/replicas","value":2}]')
+    cluster.kubectl(
+        "patch", "deploy", "echo", "--type=json", "-p", '[{"op":"replace","path":"/spec/replicas","value":2}]'
+    )
     cluster.kubectl("scale", "deploy", "echo", "--replicas=5")
     d = json.loads(cluster.kubectl("get", "deploy", "echo", "-o", "json").stdout)
     assert d["spec"]["replicas"] == 5
     assert d["metadata"]["labels"]["tier"] == "backend" and d["metadata"]["labels"]["merge"] == "yes"
     assert d["metadata"]["annotations"]["owner"] == "team-a"
     containers = d["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1 and containers[0]["image"] == "nginx:1.27" and containers[0]["ports"][0]["containerPort"] == 3000
+    assert (
+        len(containers) == 1
+        and containers[0]["image"] == "nginx:1.27"
+        and containers[0]["ports"][0]["containerPort"] == 3000
+    )
 
 
 def test_server_side_apply_and_conflicts(cluster: Cluster) -> None:
     manifest = '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ssa"},"data":{"a":"1"}}'
     cluster.kubectl("apply", "--server-side", "-f", "-", input=manifest)
-    cluster.kubectl("apply", "--server-side", "--field-manager=other", "-f", "-", input=manifest.replace('"1"', '"2"'), check=False)
-    conflict = cluster.kubectl("apply", "--server-side", "--field-manager=other", "-f", "-", input=manifest.replace('"1"', '"3"'), check=False)
+    cluster.kubectl(
+        "apply", "--server-side", "--field-manager=other", "-f", "-", input=manifest.replace('"1"', '"2"'), check=False
+    )
+    conflict = cluster.kubectl(
+        "apply", "--server-side", "--field-manager=other", "-f", "-", input=manifest.replace('"1"', '"3"'), check=False
+    )
     assert conflict.returncode != 0 and "conflict" in conflict.stderr.lower()
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=other", "-f", "-", input=manifest.replace('"1"', '"3"'))
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=other",
+        "-f",
+        "-",
+        input=manifest.replace('"1"', '"3"'),
+    )
     assert cluster.kubectl("get", "cm", "ssa", "-o", "jsonpath={.data.a}").stdout == "3"
 
 
@@ -94,11 +120,17 @@ def test_invalid_manifest_is_rejected_with_upstream_message(cluster: Cluster) ->
 
 def test_watch_sees_changes(cluster: Cluster) -> None:
     watch = subprocess.Popen(
-        ["kubectl", "get", "cm", "-w", "--output-watch-events", "-o", "name"], env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ["kubectl", "get", "cm", "-w", "--output-watch-events"],
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert watch.stdout is not None
-        cluster.kubectl("create", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"watched"}}')
+        cluster.kubectl(
+            "create", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"watched"}}'
+        )
         for _ in range(200):
             line = watch.stdout.readline()
             if "watched" in line:
@@ -130,7 +162,9 @@ def test_namespaces_and_delete(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-n", "scratch", "-f", str(REPO / "examples" / "10-app.yaml"))
     assert "echo" in cluster.kubectl("get", "deploy", "-n", "scratch").stdout
     cluster.kubectl("delete", "ns", "scratch")
-    assert cluster.kubectl("get", "deploy", "-n", "scratch").stderr.strip() == "No resources found in scratch namespace."
+    assert (
+        cluster.kubectl("get", "deploy", "-n", "scratch").stderr.strip() == "No resources found in scratch namespace."
+    )
 
 
 def test_kubewire_cli_apply_and_get(cluster: Cluster) -> None:

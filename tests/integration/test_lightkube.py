@@ -34,7 +34,9 @@ async def _exercise(cluster: Cluster) -> None:
         await client.delete(ConfigMap, "lk", namespace="default")
         await asyncio.wait_for(task, timeout=20)
         assert seen[-1][0] == "DELETED" and ("MODIFIED", "3") in seen
-        svc = Service.from_dict({"metadata": {"name": "lk-svc", "namespace": "default"}, "spec": {"ports": [{"port": 80}]}})
+        svc = Service.from_dict(
+            {"metadata": {"name": "lk-svc", "namespace": "default"}, "spec": {"ports": [{"port": 80}]}}
+        )
         created = await client.create(svc)
         assert created.spec.ports[0].targetPort == 80 and created.spec.type == "ClusterIP"
     finally:

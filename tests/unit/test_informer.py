@@ -13,7 +13,11 @@ CM = kind("configmaps")
 
 
 def cm(name: str, app: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default", "labels": {"app": app}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+    }
 
 
 async def _until(predicate, timeout: float = 2.0) -> None:  # type: ignore[no-untyped-def]
@@ -30,7 +34,12 @@ async def test_informer_syncs_follows_and_indexes(store: Store) -> None:
     informer = Informer(client, CM)
     informer.add_indexer("app", lambda o: [o["metadata"].get("labels", {}).get("app", "")])
     seen: list[str] = []
-    informer.add_handlers(Handlers(on_add=lambda o: seen.append("add " + o["metadata"]["name"]), on_delete=lambda o: seen.append("del " + o["metadata"]["name"])))
+    informer.add_handlers(
+        Handlers(
+            on_add=lambda o: seen.append("add " + o["metadata"]["name"]),
+            on_delete=lambda o: seen.append("del " + o["metadata"]["name"]),
+        )
+    )
     async with informer.running():
         assert informer.get("default/a") is not None
         await client.create(CM, cm("b", "web"))

@@ -20,7 +20,12 @@ POD = kind("pods")
 
 
 def cm(name: str, ns: str = "default", **labels: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns, "labels": labels}, "data": {"k": "v"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "data": {"k": "v"},
+    }
 
 
 def deployment(name: str = "web") -> dict:
@@ -31,13 +36,22 @@ def deployment(name: str = "web") -> dict:
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            },
         },
     }
 
 
 def owned(obj: dict, owner: dict, block: bool = False) -> dict:
-    ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"], "controller": True}
+    ref = {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+    }
     if block:
         ref["blockOwnerDeletion"] = True
     obj["metadata"]["ownerReferences"] = [ref]
@@ -154,8 +168,38 @@ def test_finalizers_hold_deletion_until_removed(store: Store) -> None:
 
 def _chain(store: Store) -> tuple[dict, dict, dict]:
     d = store.create(DEPLOY, deployment())
-    rs = store.create(RS, owned({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-1", "namespace": "default"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}, d, block=True))
-    pod = store.create(POD, owned({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1-abcde", "namespace": "default", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}, rs, block=True))
+    rs = store.create(
+        RS,
+        owned(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {"name": "web-1", "namespace": "default"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+                    },
+                },
+            },
+            d,
+            block=True,
+        ),
+    )
+    pod = store.create(
+        POD,
+        owned(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "web-1-abcde", "namespace": "default", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            },
+            rs,
+            block=True,
+        ),
+    )
     return d, rs, pod
 
 

@@ -332,7 +332,9 @@ def parse_selector(text: str) -> Selector:
                 elif op in (">", "<"):
                     reqs.append(Requirement(key, "Gt" if op == ">" else "Lt", (take(),)))
                 else:
-                    raise SelectorError(f"unable to parse requirement: found '{op}', expected: in, notin, =, ==, !=, gt, lt")
+                    raise SelectorError(
+                        f"unable to parse requirement: found '{op}', expected: in, notin, =, ==, !=, gt, lt"
+                    )
         if i < len(tokens):
             if tokens[i] != ",":
                 raise SelectorError(f"found '{tokens[i]}', expected: ',' or 'end of string'")
@@ -380,7 +382,9 @@ def validate_label_selector(sel: Any, path: Path) -> list[FieldError]:
                 errs.append(required(ep.child("values"), "must be specified when `operator` is 'In' or 'NotIn'"))
         elif op in ("Exists", "DoesNotExist"):
             if values:
-                errs.append(forbidden(ep.child("values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
+                errs.append(
+                    forbidden(ep.child("values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
+                )
         else:
             errs.append(not_supported(ep.child("operator"), op, ["DoesNotExist", "Exists", "In", "NotIn"]))
         for msg in is_qualified_name(e.get("key", "")):

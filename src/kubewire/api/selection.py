@@ -37,7 +37,7 @@ def parse_field_selector(text: str, kind: Kind) -> tuple[FieldTerm, ...]:
         negate = op == "!="
         key = key.strip()
         if key not in ("metadata.name", "metadata.namespace") and key not in kind.field_selectors:
-            raise BadRequest(f'field label not supported: {key}')
+            raise BadRequest(f"field label not supported: {key}")
         terms.append(FieldTerm(key, _unescape(value.strip()), negate))
     return tuple(terms)
 

@@ -87,7 +87,13 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
         for sub in sorted(k.subresources):
             if sub == "status":
                 resources.append(
-                    {"name": f"{k.plural}/status", "singularName": "", "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "patch", "update"]}
+                    {
+                        "name": f"{k.plural}/status",
+                        "singularName": "",
+                        "namespaced": k.namespaced,
+                        "kind": k.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
                 )
             elif sub == "scale":
                 resources.append(
@@ -102,6 +108,14 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
                     }
                 )
             elif sub == "log":
-                resources.append({"name": f"{k.plural}/log", "singularName": "", "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get"]})
+                resources.append(
+                    {
+                        "name": f"{k.plural}/log",
+                        "singularName": "",
+                        "namespaced": k.namespaced,
+                        "kind": k.kind,
+                        "verbs": ["get"],
+                    }
+                )
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}

@@ -96,7 +96,9 @@ class APIServer:
     # ------------------------------------------------------------------ plumbing
 
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             if not self._authorized(request):
                 raise Unauthorized()
@@ -125,7 +127,9 @@ class APIServer:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
         if not parts:
-            return _json({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openapi/v2"]})
+            return _json(
+                {"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openapi/v2"]}
+            )
         head = parts[0]
         if head in ("healthz", "livez", "readyz"):
             return web.Response(text="ok")
@@ -222,7 +226,9 @@ class APIServer:
     def _respond_object(self, request: web.Request, kind: Kind, obj: Obj, status: int = 200) -> web.Response:
         if _is_table_request(request):
             now = self.store.clock()
-            return _json(tables.table(kind, [obj], now, request.query.get("includeObject", "PartialObjectMetadata")), status)
+            return _json(
+                tables.table(kind, [obj], now, request.query.get("includeObject", "PartialObjectMetadata")), status
+            )
         return _json(obj, status)
 
     def _get(self, request: web.Request, t: Target) -> web.Response:
@@ -246,7 +252,11 @@ class APIServer:
         token = _encode_continue(last, rv) if last is not None else ""
         if _is_table_request(request):
             objs = [orjson.loads(r) for r in items]
-            return _json(tables.table(t.kind, objs, self.store.clock(), q.get("includeObject", "PartialObjectMetadata"), str(rv), token))
+            return _json(
+                tables.table(
+                    t.kind, objs, self.store.clock(), q.get("includeObject", "PartialObjectMetadata"), str(rv), token
+                )
+            )
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
         if token:
             meta["continue"] = token
@@ -360,7 +370,9 @@ class APIServer:
     def _check_type(self, kind: Kind, obj: Obj) -> None:
         api_version, kind_name = obj.get("apiVersion"), obj.get("kind")
         if api_version and api_version != kind.api_version:
-            raise BadRequest(f"the API version in the data ({api_version}) does not match the expected API version ({kind.api_version})")
+            raise BadRequest(
+                f"the API version in the data ({api_version}) does not match the expected API version ({kind.api_version})"
+            )
         if kind_name and kind_name != kind.kind:
             raise BadRequest(f"the kind in the data ({kind_name}) does not match the expected kind ({kind.kind})")
 
@@ -381,7 +393,9 @@ class APIServer:
         if t.kind.namespaced:
             body_ns = meta.get("namespace")
             if body_ns and body_ns != t.namespace:
-                raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+                raise BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             meta["namespace"] = t.namespace
         obj = patching.track_update(None, obj, self._manager(request, "unknown"), t.kind, self._now())
         created = self.store.create(t.kind, obj, dry_run=_dry_run(request))
@@ -461,7 +475,20 @@ class APIServer:
             dry_run=_dry_run(request),
         )
         if removed and t.kind.plural not in ("pods",):
-            return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": t.name, "group": t.kind.group, "kind": t.kind.plural, "uid": obj["metadata"]["uid"]}})
+            return _json(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {
+                        "name": t.name,
+                        "group": t.kind.group,
+                        "kind": t.kind.plural,
+                        "uid": obj["metadata"]["uid"],
+                    },
+                }
+            )
         return _json(obj)
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
@@ -491,10 +518,21 @@ class APIServer:
             meta = obj["metadata"]
             with contextlib.suppress(NotFound):
                 gone, _ = self.store.delete(
-                    t.kind, meta.get("namespace", ""), meta["name"], grace_period=opts.get("gracePeriodSeconds"), propagation=opts.get("propagationPolicy")
+                    t.kind,
+                    meta.get("namespace", ""),
+                    meta["name"],
+                    grace_period=opts.get("gracePeriodSeconds"),
+                    propagation=opts.get("propagationPolicy"),
                 )
                 deleted.append(gone)
-        return _json({"kind": t.kind.list_kind, "apiVersion": t.kind.api_version, "metadata": {"resourceVersion": str(self.store.rv)}, "items": deleted})
+        return _json(
+            {
+                "kind": t.kind.list_kind,
+                "apiVersion": t.kind.api_version,
+                "metadata": {"resourceVersion": str(self.store.rv)},
+                "items": deleted,
+            }
+        )
 
     # ------------------------------------------------------------------ subresources
 
@@ -507,9 +545,16 @@ class APIServer:
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
-            "metadata": {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")},
+            "metadata": {
+                k: v
+                for k, v in obj["metadata"].items()
+                if k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            },
             "spec": {"replicas": int(spec.get("replicas", 0))},
-            "status": {"replicas": int(status.get("replicas", 0)), "selector": "" if sel_text == "<none>" else sel_text},
+            "status": {
+                "replicas": int(status.get("replicas", 0)),
+                "selector": "" if sel_text == "<none>" else sel_text,
+            },
         }
 
     async def _scale(self, request: web.Request, t: Target) -> web.Response:
@@ -523,7 +568,11 @@ class APIServer:
             ctype = request.content_type
             if ctype not in PATCH_TYPES[:3]:
                 raise UnsupportedMediaType(", ".join(PATCH_TYPES[:3]))
-            new_scale = patching.merge_patch(scale, orjson.loads(await request.read())) if "json-patch" not in ctype else patching.json_patch(scale, orjson.loads(await request.read()))
+            new_scale = (
+                patching.merge_patch(scale, orjson.loads(await request.read()))
+                if "json-patch" not in ctype
+                else patching.json_patch(scale, orjson.loads(await request.read()))
+            )
         else:
             raise MethodNotSupported("scale", request.method)
         replicas = (new_scale.get("spec") or {}).get("replicas", 0)
@@ -542,14 +591,18 @@ class APIServer:
         containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
         if not container:
             if len(containers) != 1:
-                raise BadRequest(f"a container name must be specified for pod {t.name}, choose one of: [{' '.join(containers)}]")
+                raise BadRequest(
+                    f"a container name must be specified for pod {t.name}, choose one of: [{' '.join(containers)}]"
+                )
             container = containers[0]
         data = await self.log_source(t.namespace, t.name, dict(request.query))
         return web.Response(body=data, content_type="text/plain")
 
     # ------------------------------------------------------------------ serving
 
-    async def serve(self, host: str, port: int, unix_path: str | None = None, ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    async def serve(
+        self, host: str, port: int, unix_path: str | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> web.AppRunner:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
@@ -587,7 +640,9 @@ def _decode_continue(token: str) -> tuple[str, str] | None:
         ns, name = data["start"]
         return (str(ns), str(name))
     except (ValueError, KeyError, TypeError) as e:
-        raise BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from e
+        raise BadRequest(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        ) from e
 
 
 def utcnow() -> datetime:

@@ -13,7 +13,10 @@ from typing import Any
 from kubewire.api.meta import age
 from kubewire.api.registry import Column, Kind, Obj
 
-_DEFAULT_COLUMNS = (Column("Name", "string", "name", "Name must be unique within a namespace."), Column("Age", "string", "", "CreationTimestamp"))
+_DEFAULT_COLUMNS = (
+    Column("Name", "string", "name", "Name must be unique within a namespace."),
+    Column("Age", "string", "", "CreationTimestamp"),
+)
 
 
 def columns_of(kind: Kind) -> tuple[Column, ...]:

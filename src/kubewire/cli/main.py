@@ -22,8 +22,12 @@ EXIT_ERROR = 1
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kubewire", description="The Kubernetes service-networking stack, for real, on one machine.")
-    p.add_argument("--name", default=os.environ.get("KUBEWIRE_CLUSTER", "kubewire"), help="cluster name (default: kubewire)")
+    p = argparse.ArgumentParser(
+        prog="kubewire", description="The Kubernetes service-networking stack, for real, on one machine."
+    )
+    p.add_argument(
+        "--name", default=os.environ.get("KUBEWIRE_CLUSTER", "kubewire"), help="cluster name (default: kubewire)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start the cluster's control plane in the background (idempotent)")
@@ -104,7 +108,6 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
         print(asyncio.run(output.get(state, args.resource, args.names, ns, args.selector, args.output)), end="")
         return 0
     raise AssertionError(cmd)
-
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ def read_manifests(paths: list[str]) -> Iterator[dict[str, Any]]:
             texts = [sys.stdin.read()]
         else:
             path = Path(p)
-            files = sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml", ".json")) if path.is_dir() else [path]
+            files = (
+                sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml", ".json")) if path.is_dir() else [path]
+            )
             texts = [f.read_text() for f in files]
         for text in texts:
             for doc in yaml.safe_load_all(text):
@@ -51,7 +53,9 @@ def read_manifests(paths: list[str]) -> Iterator[dict[str, Any]]:
 def kind_for(obj: dict[str, Any]) -> Kind:
     kind = default_registry().by_api_version(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
     if kind is None:
-        raise StatusError(400, "BadRequest", f'no matches for kind "{obj.get("kind")}" in version "{obj.get("apiVersion")}"')
+        raise StatusError(
+            400, "BadRequest", f'no matches for kind "{obj.get("kind")}" in version "{obj.get("apiVersion")}"'
+        )
     return kind
 
 
@@ -66,12 +70,24 @@ async def apply_paths(state: ClusterState, paths: list[str], force: bool = False
                 if kind.namespaced:
                     meta.setdefault("namespace", "default")
                 try:
-                    before: dict[str, Any] | None = await client.get(kind, meta.get("name", ""), meta.get("namespace", ""))
+                    before: dict[str, Any] | None = await client.get(
+                        kind, meta.get("name", ""), meta.get("namespace", "")
+                    )
                 except NotFound:
                     before = None
                 after = await client.apply(kind, obj, "kubewire", force=force)
-                verb = "created" if before is None else ("unchanged" if before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"] else "configured")
-                print(f"{kind.singular}{'.' + kind.group if kind.group else ''}/{meta.get('name')} serverside-applied ({verb})")
+                verb = (
+                    "created"
+                    if before is None
+                    else (
+                        "unchanged"
+                        if before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
+                        else "configured"
+                    )
+                )
+                print(
+                    f"{kind.singular}{'.' + kind.group if kind.group else ''}/{meta.get('name')} serverside-applied ({verb})"
+                )
             except StatusError as err:  # one bad object never stops the others
                 failed += 1
                 print(error_message(err), file=sys.stderr)

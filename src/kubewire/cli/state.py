@@ -138,7 +138,9 @@ class ClusterState:
 
 def cluster_state(name: str, env: dict[str, str]) -> ClusterState:
     if not NAME_RE.fullmatch(name):
-        raise ValueError(f"invalid cluster name {name!r}: use lower-case letters, digits and '-', at most 32 characters")
+        raise ValueError(
+            f"invalid cluster name {name!r}: use lower-case letters, digits and '-', at most 32 characters"
+        )
     return ClusterState(name, state_root(env) / name)
 
 

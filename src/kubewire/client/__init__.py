@@ -35,7 +35,14 @@ class Client(Protocol):
     async def update(self, kind: Kind, obj: Obj, subresource: str = "", field_manager: str = "") -> Obj: ...
 
     async def patch(
-        self, kind: Kind, name: str, body: Obj | builtins.list[Any], namespace: str = "", patch_type: str = "merge", field_manager: str = "", subresource: str = ""
+        self,
+        kind: Kind,
+        name: str,
+        body: Obj | builtins.list[Any],
+        namespace: str = "",
+        patch_type: str = "merge",
+        field_manager: str = "",
+        subresource: str = "",
     ) -> Obj:
         """``patch_type``: json, merge or strategic."""
         ...
@@ -44,10 +51,22 @@ class Client(Protocol):
         """Server-side apply."""
         ...
 
-    async def delete(self, kind: Kind, name: str, namespace: str = "", propagation: str | None = None, grace_period: int | None = None) -> Obj: ...
+    async def delete(
+        self,
+        kind: Kind,
+        name: str,
+        namespace: str = "",
+        propagation: str | None = None,
+        grace_period: int | None = None,
+    ) -> Obj: ...
 
     def watch(
-        self, kind: Kind, namespace: str = "", resource_version: str = "", label_selector: str = "", field_selector: str = ""
+        self,
+        kind: Kind,
+        namespace: str = "",
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
     ) -> AsyncIterator[WatchEvent]:
         """Events after ``resource_version``; with none, ADDED for every current object first.
         Raises :class:`~kubewire.errors.Gone` when the version is too old."""

@@ -66,7 +66,9 @@ class HttpClient:
         self.field_manager = field_manager
 
     @classmethod
-    def from_kubeconfig(cls, path: Path | None = None, context: str | None = None, field_manager: str = "kubewire") -> HttpClient:
+    def from_kubeconfig(
+        cls, path: Path | None = None, context: str | None = None, field_manager: str = "kubewire"
+    ) -> HttpClient:
         config = KubeConfig.from_file(path) if path is not None else KubeConfig.from_env()
         single = config.get(context_name=context)
         if single is None:
@@ -87,7 +89,11 @@ class HttpClient:
         if body is not None:
             content = body if isinstance(body, bytes) else orjson.dumps(body)
         resp = await self.http.request(
-            method, path, params={k: v for k, v in (params or {}).items() if v not in ("", None)}, content=content, headers={"Content-Type": content_type, "Accept": accept}
+            method,
+            path,
+            params={k: v for k, v in (params or {}).items() if v not in ("", None)},
+            content=content,
+            headers={"Content-Type": content_type, "Accept": accept},
         )
         data = resp.content
         _raise_for_status(resp, data)
@@ -97,18 +103,29 @@ class HttpClient:
         result: Obj = await self.request("GET", resource_path(kind, namespace, name))
         return result
 
-    async def table(self, kind: Kind, namespace: str = "", name: str = "", label_selector: str = "", field_selector: str = "") -> Obj:
+    async def table(
+        self, kind: Kind, namespace: str = "", name: str = "", label_selector: str = "", field_selector: str = ""
+    ) -> Obj:
         """A server-side Table, as ``kubectl get`` receives it."""
         params = {"labelSelector": label_selector, "fieldSelector": field_selector}
-        result: Obj = await self.request("GET", resource_path(kind, namespace, name), params=params, accept=TABLE_ACCEPT)
+        result: Obj = await self.request(
+            "GET", resource_path(kind, namespace, name), params=params, accept=TABLE_ACCEPT
+        )
         return result
 
-    async def list(self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = "") -> tuple[builtins.list[Obj], str]:
+    async def list(
+        self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = ""
+    ) -> tuple[builtins.list[Obj], str]:
         items: builtins.list[Obj] = []
         token = ""
         rv = ""
         while True:
-            params = {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": "500", "continue": token}
+            params = {
+                "labelSelector": label_selector,
+                "fieldSelector": field_selector,
+                "limit": "500",
+                "continue": token,
+            }
             page = await self.request("GET", resource_path(kind, namespace), params=params)
             items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
@@ -132,20 +149,38 @@ class HttpClient:
         return result
 
     async def patch(
-        self, kind: Kind, name: str, body: Obj | builtins.list[Any], namespace: str = "", patch_type: str = "merge", field_manager: str = "", subresource: str = ""
+        self,
+        kind: Kind,
+        name: str,
+        body: Obj | builtins.list[Any],
+        namespace: str = "",
+        patch_type: str = "merge",
+        field_manager: str = "",
+        subresource: str = "",
     ) -> Obj:
         path = resource_path(kind, namespace, name, subresource)
-        result: Obj = await self.request("PATCH", path, params=self._params(field_manager), body=body, content_type=_PATCH_CONTENT[patch_type])
+        result: Obj = await self.request(
+            "PATCH", path, params=self._params(field_manager), body=body, content_type=_PATCH_CONTENT[patch_type]
+        )
         return result
 
     async def apply(self, kind: Kind, obj: Obj, field_manager: str, force: bool = False) -> Obj:
         meta = obj.get("metadata") or {}
         path = resource_path(kind, meta.get("namespace", ""), meta.get("name", ""))
         params = {"fieldManager": field_manager, "force": "true" if force else ""}
-        result: Obj = await self.request("PATCH", path, params=params, body=json.dumps(obj).encode(), content_type="application/apply-patch+yaml")
+        result: Obj = await self.request(
+            "PATCH", path, params=params, body=json.dumps(obj).encode(), content_type="application/apply-patch+yaml"
+        )
         return result
 
-    async def delete(self, kind: Kind, name: str, namespace: str = "", propagation: str | None = None, grace_period: int | None = None) -> Obj:
+    async def delete(
+        self,
+        kind: Kind,
+        name: str,
+        namespace: str = "",
+        propagation: str | None = None,
+        grace_period: int | None = None,
+    ) -> Obj:
         opts: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
         if propagation:
             opts["propagationPolicy"] = propagation
@@ -155,7 +190,12 @@ class HttpClient:
         return result
 
     async def watch(
-        self, kind: Kind, namespace: str = "", resource_version: str = "", label_selector: str = "", field_selector: str = ""
+        self,
+        kind: Kind,
+        namespace: str = "",
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
     ) -> AsyncIterator[WatchEvent]:
         params = {
             "watch": "true",
@@ -164,7 +204,9 @@ class HttpClient:
             "labelSelector": label_selector,
             "fieldSelector": field_selector,
         }
-        async with self.http.stream("GET", resource_path(kind, namespace), params={k: v for k, v in params.items() if v}) as resp:
+        async with self.http.stream(
+            "GET", resource_path(kind, namespace), params={k: v for k, v in params.items() if v}
+        ) as resp:
             if resp.status_code >= 400:
                 _raise_for_status(resp, await resp.aread())
             async for line in resp.aiter_lines():

@@ -40,7 +40,9 @@ class LocalClient:
     async def get(self, kind: Kind, name: str, namespace: str = "") -> Obj:
         return self.store.get(kind, namespace, name)
 
-    async def list(self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = "") -> tuple[builtins.list[Obj], str]:
+    async def list(
+        self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = ""
+    ) -> tuple[builtins.list[Obj], str]:
         sel = Selection.parse(kind, namespace, label_selector, field_selector)
         items, rv, _ = self.store.list_raw(kind, sel)
         return [orjson.loads(r) for r in items], str(rv)
@@ -57,7 +59,14 @@ class LocalClient:
         return self.store.update(kind, obj, subresource=subresource)
 
     async def patch(
-        self, kind: Kind, name: str, body: Obj | builtins.list[Any], namespace: str = "", patch_type: str = "merge", field_manager: str = "", subresource: str = ""
+        self,
+        kind: Kind,
+        name: str,
+        body: Obj | builtins.list[Any],
+        namespace: str = "",
+        patch_type: str = "merge",
+        field_manager: str = "",
+        subresource: str = "",
     ) -> Obj:
         old = self.store.get(kind, namespace, name)
         new = patching.apply_patch(old, orjson.dumps(body), _PATCH_CONTENT[patch_type], kind)
@@ -76,12 +85,24 @@ class LocalClient:
             return self.store.create(kind, merged)
         return self.store.update(kind, merged)
 
-    async def delete(self, kind: Kind, name: str, namespace: str = "", propagation: str | None = None, grace_period: int | None = None) -> Obj:
+    async def delete(
+        self,
+        kind: Kind,
+        name: str,
+        namespace: str = "",
+        propagation: str | None = None,
+        grace_period: int | None = None,
+    ) -> Obj:
         obj, _ = self.store.delete(kind, namespace, name, grace_period=grace_period, propagation=propagation)
         return obj
 
     async def watch(
-        self, kind: Kind, namespace: str = "", resource_version: str = "", label_selector: str = "", field_selector: str = ""
+        self,
+        kind: Kind,
+        namespace: str = "",
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
     ) -> AsyncIterator[WatchEvent]:
         sel = Selection.parse(kind, namespace, label_selector, field_selector)
         since = int(resource_version) if resource_version not in ("", "0") else None

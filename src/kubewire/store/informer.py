@@ -35,10 +35,17 @@ class WatchEvent:
 class ListWatch(Protocol):
     """The part of the client seam an informer needs."""
 
-    async def list(self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = "") -> tuple[builtins.list[Obj], str]: ...
+    async def list(
+        self, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = ""
+    ) -> tuple[builtins.list[Obj], str]: ...
 
     def watch(
-        self, kind: Kind, namespace: str = "", resource_version: str = "", label_selector: str = "", field_selector: str = ""
+        self,
+        kind: Kind,
+        namespace: str = "",
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
     ) -> AsyncIterator[WatchEvent]: ...
 
 
@@ -59,7 +66,15 @@ class Handlers:
 class Informer:
     """A cache of one kind kept current by list+watch."""
 
-    def __init__(self, source: ListWatch, kind: Kind, namespace: str = "", label_selector: str = "", field_selector: str = "", retry_delay: float = 1.0) -> None:
+    def __init__(
+        self,
+        source: ListWatch,
+        kind: Kind,
+        namespace: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        retry_delay: float = 1.0,
+    ) -> None:
         self.source = source
         self.kind = kind
         self.namespace = namespace
@@ -166,7 +181,9 @@ class Informer:
             try:
                 if not self.synced.is_set() or not self.resource_version:
                     await self.relist()
-                async for ev in self.source.watch(self.kind, self.namespace, self.resource_version, self.label_selector, self.field_selector):
+                async for ev in self.source.watch(
+                    self.kind, self.namespace, self.resource_version, self.label_selector, self.field_selector
+                ):
                     self.apply_event(ev)
             except Gone:
                 self.resource_version = ""

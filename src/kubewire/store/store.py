@@ -43,7 +43,15 @@ WATCH_QUEUE_LIMIT = 200_000
 FINALIZER_FOREGROUND = "foregroundDeletion"
 FINALIZER_ORPHAN = "orphan"
 FINALIZER_NAMESPACE = "kubernetes"
-_SERVER_META = ("uid", "creationTimestamp", "resourceVersion", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink")
+_SERVER_META = (
+    "uid",
+    "creationTimestamp",
+    "resourceVersion",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+)
 
 
 def dumps(obj: Any) -> bytes:
@@ -407,7 +415,12 @@ class Store:
             # Upstream: no new finalizers once deletion started, only removals.
             added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
             if added:
-                raise Forbidden(kind.plural, meta["name"], "no new finalizers can be added if the object is being deleted", kind.group)
+                raise Forbidden(
+                    kind.plural,
+                    meta["name"],
+                    "no new finalizers can be added if the object is being deleted",
+                    kind.group,
+                )
         if kind.tracks_generation and _spec_part(new) != _spec_part(old):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         return new
@@ -440,7 +453,12 @@ class Store:
         meta = obj["metadata"]
         pre = preconditions or {}
         if pre.get("uid") and pre["uid"] != meta["uid"]:
-            raise Conflict(kind.plural, name, f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta['uid']}", kind.group)
+            raise Conflict(
+                kind.plural,
+                name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta['uid']}",
+                kind.group,
+            )
         if pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]:
             raise Conflict(
                 kind.plural,
@@ -455,7 +473,9 @@ class Store:
         if propagation is None:
             propagation = "Background"
         if propagation not in ("Background", "Foreground", "Orphan"):
-            raise BadRequest(f'propagationPolicy: Unsupported value: "{propagation}": supported values: "Foreground", "Background", "Orphan"')
+            raise BadRequest(
+                f'propagationPolicy: Unsupported value: "{propagation}": supported values: "Foreground", "Background", "Orphan"'
+            )
         if propagation == "Foreground" and FINALIZER_FOREGROUND not in finalizers:
             finalizers.append(FINALIZER_FOREGROUND)
         if propagation == "Orphan" and FINALIZER_ORPHAN not in finalizers:
@@ -681,7 +701,9 @@ class Store:
     def snapshot_events(self, kind: Kind, selection: Selection) -> list[Event]:
         """Synthetic ADDED events for the current state (watch without resourceVersion)."""
         items, _, _ = self.list_raw(kind, selection)
-        return [Event("ADDED", int(loads(r)["metadata"]["resourceVersion"]), kind.resource_key, loads(r), r) for r in items]
+        return [
+            Event("ADDED", int(loads(r)["metadata"]["resourceVersion"]), kind.resource_key, loads(r), r) for r in items
+        ]
 
 
 def _spec_part(obj: Obj) -> bytes:

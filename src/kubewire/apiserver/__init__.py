@@ -1,0 +1,1 @@
+"""The Kubernetes-compatible API server and the control-plane process around it."""
