@@ -18,13 +18,13 @@ Every function is pure: inputs are never mutated.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubewire.api.fields import go_quote
+from kubewire.api.meta import clone
 from kubewire.api.patch import merge_keys_of, primitive_merge_lists_of, supports_strategic
 from kubewire.api.registry import Kind
 from kubewire.errors import BadRequest, Cause, Conflict, StatusError
@@ -415,7 +415,7 @@ def track_update(old: Obj | None, new: Obj, manager: str, kind: Kind, now: str) 
     them); absent or empty, the live object's are kept.  Fields the write changed are taken
     from every other manager; fields it removed are dropped from all of them.
     """
-    result = copy.deepcopy(new)
+    result = clone(new)
     meta = result.setdefault("metadata", {})
     sent = meta.get("managedFields")
     if sent == [{}]:
@@ -502,7 +502,7 @@ def _merge(lhs: Any, rhs: Any, dotted: str, schema: _Schema) -> Any:
         return _merge_list(lhs if isinstance(lhs, list) else [], rhs, dotted, schema)
     if isinstance(rhs, dict) and not schema.atomic_map(dotted):
         return _merge({}, rhs, dotted, schema)
-    return copy.deepcopy(rhs)
+    return clone(rhs)
 
 
 def _merge_list(lhs: list[Any], rhs: list[Any], dotted: str, schema: _Schema) -> list[Any]:
@@ -521,7 +521,7 @@ def _merge_list(lhs: list[Any], rhs: list[Any], dotted: str, schema: _Schema) ->
         if li < len(left) and left[li][0] in used:
             li += 1
         elif li < len(left) and left[li][0] not in right_index:
-            out.append(copy.deepcopy(left[li][1]))
+            out.append(clone(left[li][1]))
             li += 1
         else:
             pe, item = right[ri]
@@ -538,7 +538,7 @@ def _prune(merged: Obj, last: FieldSet, entries: Iterable[_Entry], schema: _Sche
     for entry in entries:
         owned |= entry.fields
     doomed = _with_named_parents(last) - _with_named_parents(owned)
-    result = copy.deepcopy(merged)
+    result = clone(merged)
     for path in sorted(doomed, key=len):
         if not any(path[:i] in doomed for i in range(1, len(path))):
             _remove_path(result, path, "", schema)

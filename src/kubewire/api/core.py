@@ -12,6 +12,7 @@ fields are never dropped.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import json
 import re
@@ -157,6 +158,11 @@ def parse_ip(value: Any) -> IP | None:
     """Parse like ``netutils.ParseIPSloppy``: IPv4 octets may have leading zeros, no zones."""
     if not isinstance(value, str) or not value or "%" in value:
         return None
+    return _parse_ip_text(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_ip_text(value: str) -> IP | None:
     m = _IPV4_SLOPPY.fullmatch(value)
     if m:
         octets = [int(g) for g in m.groups()]
@@ -210,9 +216,12 @@ def validate_cidr(path: Path, value: Any) -> list[FieldError]:
     return []
 
 
+_V4_LINK_LOCAL_MULTICAST = ipaddress.IPv4Network("224.0.0.0/24")
+
+
 def _is_link_local_multicast(ip: IP) -> bool:
     if ip.version == 4:
-        return ip in ipaddress.IPv4Network("224.0.0.0/24")
+        return ip in _V4_LINK_LOCAL_MULTICAST
     raw = ip.packed
     return raw[0] == 0xFF and raw[1] & 0x0F == 0x02
 

@@ -11,7 +11,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
+
+import orjson
 
 from kubewire.api.fields import (
     FieldError,
@@ -22,6 +24,8 @@ from kubewire.api.fields import (
     required,
     too_long,
 )
+
+_T = TypeVar("_T")
 
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
@@ -396,6 +400,11 @@ def validate_label_selector(sel: Any, path: Path) -> list[FieldError]:
 
 
 # --- small shared helpers ------------------------------------------------------------------------
+
+
+def clone(obj: _T) -> _T:
+    """A deep copy of a JSON-shaped value (several times faster than ``copy.deepcopy``)."""
+    return cast(_T, orjson.loads(orjson.dumps(obj)))
 
 
 def meta(obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,12 +20,12 @@ groups) is the 415 a CRD answers.  Every function returns a new dict and never m
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import jsonpatch
 
+from kubewire.api.meta import clone
 from kubewire.api.registry import Kind
 from kubewire.errors import BadRequest, Cause, StatusError, UnsupportedMediaType
 
@@ -123,7 +123,7 @@ def rejected(detail: str) -> StatusError:
 def json_patch(obj: Obj, patch_ops: Any) -> Obj:
     """Apply an RFC 6902 JSON patch; a failing operation is a 422 naming the operation's path."""
     ops = _decode_json_patch(patch_ops)
-    doc: Any = copy.deepcopy(obj)
+    doc: Any = clone(obj)
     for op in ops:
         try:
             doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
@@ -184,7 +184,7 @@ def merge_patch(obj: Obj, patch: Any) -> Obj:
     """Apply an RFC 7386 JSON merge patch: objects merge, ``null`` deletes, anything else replaces."""
     if not isinstance(patch, dict):
         raise BadRequest("Invalid JSON Patch")
-    result = copy.deepcopy(obj)
+    result = clone(obj)
     _merge_into(result, patch)
     return result
 
@@ -200,7 +200,7 @@ def _merge_into(target: Obj, patch: Obj) -> None:
             _merge_into(current, value)
             target[key] = current
         else:
-            target[key] = copy.deepcopy(value)
+            target[key] = clone(value)
 
 
 # ---------------------------------------------------------------------------- strategic merge
@@ -213,7 +213,7 @@ def strategic_merge_patch(obj: Obj, patch: Any, kind: Kind) -> Obj:
     if not isinstance(patch, dict):
         raise BadRequest(f"json: cannot unmarshal {_json_type(patch)} into Go value of type map[string]interface {{}}")
     merger = _StrategicMerger(merge_keys_of(kind), primitive_merge_lists_of(kind))
-    return merger.merge_map(copy.deepcopy(obj), copy.deepcopy(patch), "")
+    return merger.merge_map(clone(obj), clone(patch), "")
 
 
 class _StrategicMerger:
@@ -276,7 +276,7 @@ class _StrategicMerger:
 
     def merge_list(self, original: list[Any], patch: list[Any], path: str) -> list[Any]:
         if not self.is_merge_list(path):
-            return copy.deepcopy(patch)  # replaced wholesale, items verbatim as upstream
+            return clone(patch)  # replaced wholesale, items verbatim as upstream
         if not original and not patch:
             return original
         maps = _element_kind(original, patch)

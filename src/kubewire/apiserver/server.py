@@ -356,13 +356,7 @@ class APIServer:
             # Typed clients (kubectl create, client-go) fall back to JSON on 415.
             raise UnsupportedMediaType("application/json, application/yaml")
         raw = await request.read()
-        try:
-            if ctype in ("application/yaml", "application/apply-patch+yaml"):
-                data = yaml.safe_load(raw)
-            else:
-                data = orjson.loads(raw)
-        except (orjson.JSONDecodeError, yaml.YAMLError) as e:
-            raise BadRequest(f"the body of the request was in an unknown format: {e}") from e
+        data = decode_document(raw, yaml_allowed=ctype == "application/yaml")
         if not isinstance(data, dict):
             raise BadRequest("the body of the request must be a JSON object")
         return data
@@ -437,10 +431,7 @@ class APIServer:
         return self._respond_object(request, t.kind, updated)
 
     async def _server_side_apply(self, request: web.Request, t: Target, body: bytes) -> web.Response:
-        try:
-            applied = yaml.safe_load(body)
-        except yaml.YAMLError as e:
-            raise BadRequest(f"error decoding YAML: {e}") from e
+        applied = decode_document(body, yaml_allowed=True)
         if not isinstance(applied, dict):
             raise BadRequest("the body of the request must be an object")
         self._check_type(t.kind, applied)
@@ -611,6 +602,29 @@ class APIServer:
             await web.UnixSite(runner, unix_path).start()
         self.server_address = f"{host}:{port}"
         return runner
+
+
+class _JSONishLoader(yaml.SafeLoader):
+    """YAML as Kubernetes reads it: timestamps stay strings (no datetime objects)."""
+
+
+_JSONishLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def decode_document(raw: bytes, yaml_allowed: bool) -> Any:
+    """A request body as JSON (fast path) or, where allowed, YAML."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        if not yaml_allowed:
+            raise BadRequest(f"the body of the request was in an unknown format: {e}") from e
+    try:
+        return yaml.load(raw, Loader=_JSONishLoader)
+    except yaml.YAMLError as e:
+        raise BadRequest(f"error decoding YAML: {e}") from e
 
 
 def _not_found_path() -> StatusError:

@@ -2,8 +2,8 @@
 
 The store keeps every object in memory for speed; this module is what makes an acknowledged
 write survive ``kill -9``.  Each API write is one SQLite transaction that upserts (or deletes) the
-object row, appends the change to ``history`` (so watches resume across restarts, like etcd's
-revision log) and records the cluster-wide resourceVersion.  WAL with ``synchronous=NORMAL``
+object row and appends the change to ``history`` (so watches resume across restarts, like etcd's
+revision log); the newest history row is the cluster-wide resourceVersion.  WAL with ``synchronous=NORMAL``
 survives a process crash (the OS keeps the written log); ``durability="full"`` also survives a
 power cut at the cost of an fsync per write.
 """
@@ -74,8 +74,9 @@ class Backend:
         yield from self._db.execute("SELECT resource, data FROM objects")
 
     def current_rv(self) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key='rv'").fetchone()
-        return int(row[0]) if row else 0
+        """The newest revision: compaction never removes the newest history row."""
+        row = self._db.execute("SELECT MAX(rv) FROM history").fetchone()
+        return max(int(row[0] or 0), self.oldest_history_rv())
 
     def oldest_history_rv(self) -> int:
         """The oldest revision a watch can still resume from (exclusive lower bound)."""
@@ -110,7 +111,6 @@ class Backend:
                     "INSERT INTO history (rv, type, resource, data, prev) VALUES (?,?,?,?,?)",
                     (c.rv, c.type, c.resource, c.data, c.prev),
                 )
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (str(changes[-1].rv),))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
