@@ -58,9 +58,12 @@ async def _requests(cluster: Cluster) -> tuple[int, int, int]:
             anonymous = resp.status
         async with http.get(url, ssl=tls, headers={"Authorization": "Bearer wrong"}) as resp:
             wrong = resp.status
-    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(state / "apiserver.sock"))) as unix:
-        async with unix.get("http://localhost/api/v1/namespaces") as resp:
-            local = resp.status
+    unix = aiohttp.UnixConnector(path=str(state / "apiserver.sock"))
+    async with (
+        aiohttp.ClientSession(connector=unix) as session,
+        session.get("http://localhost/api/v1/namespaces") as resp,
+    ):
+        local = resp.status
     return anonymous, wrong, local
 
 
