@@ -7,7 +7,7 @@ unknown field is rejected with upstream's ``field label not supported`` error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +100,19 @@ class Selection:
             if equal == term.negate:
                 return False
         return True
+
+    def matches_lazy(self, meta: Mapping[str, Any], load: Callable[[], Mapping[str, Any]], kind: Kind) -> bool:
+        """Like :meth:`matches` from an object's metadata alone, loading the whole object only
+        when a field selector needs more than name and namespace."""
+        if self.namespace and meta.get("namespace", "") != self.namespace:
+            return False
+        if not self.labels.empty() and not self.labels.matches(meta.get("labels") or {}):
+            return False
+        if not self.fields:
+            return True
+        if all(t.field in ("metadata.name", "metadata.namespace") for t in self.fields):
+            return self.matches({"metadata": meta}, kind)
+        return self.matches(load(), kind)
 
     def trivial(self) -> bool:
         return self.labels.empty() and not self.fields

@@ -17,7 +17,7 @@ import asyncio
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,22 +62,77 @@ def loads(raw: bytes) -> Any:
     return orjson.loads(raw)
 
 
-@dataclass
+# The metadata fields the store itself consults; everything else stays in the wire bytes only.
+_KEPT_META = (
+    "name",
+    "namespace",
+    "uid",
+    "labels",
+    "ownerReferences",
+    "finalizers",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "resourceVersion",
+)
+
+
+def trim_meta(obj: Obj) -> Obj:
+    meta = obj.get("metadata") or {}
+    return {k: meta[k] for k in _KEPT_META if k in meta}
+
+
 class Entry:
-    obj: Obj
-    raw: bytes
+    """A stored object: its wire bytes, plus the metadata the store indexes on.
+
+    Full objects are parsed on demand; keeping only bytes and trimmed metadata in memory costs a
+    fraction of keeping every object parsed (see docs/design/0001-store-sqlite-wal.md).
+    """
+
+    __slots__ = ("meta", "raw")
+
+    def __init__(self, raw: bytes, meta: Obj) -> None:
+        self.raw = raw
+        self.meta = meta
+
+    @property
+    def obj(self) -> Obj:
+        """A freshly parsed copy of the object."""
+        return loads(self.raw)  # type: ignore[no-any-return]
 
 
-@dataclass(frozen=True)
 class Event:
-    """One committed change as watchers see it."""
+    """One committed change as watchers see it (objects parsed on demand, never cached)."""
 
-    type: str
-    rv: int
-    resource: str
-    obj: Obj
-    raw: bytes
-    prev: Obj | None = None
+    __slots__ = ("meta", "prev_meta", "prev_raw", "raw", "resource", "rv", "type")
+
+    def __init__(
+        self,
+        type_: str,
+        rv: int,
+        resource: str,
+        raw: bytes,
+        meta: Obj,
+        prev_raw: bytes | None = None,
+        prev_meta: Obj | None = None,
+    ) -> None:
+        self.type = type_
+        self.rv = rv
+        self.resource = resource
+        self.raw = raw
+        self.meta = meta
+        self.prev_raw = prev_raw
+        self.prev_meta = prev_meta
+
+    @property
+    def obj(self) -> Obj:
+        return loads(self.raw)  # type: ignore[no-any-return]
+
+    @property
+    def prev(self) -> Obj | None:
+        return loads(self.prev_raw) if self.prev_raw is not None else None
+
+    def retyped(self, type_: str) -> Event:
+        return Event(type_, self.rv, self.resource, self.raw, self.meta)
 
 
 @dataclass(eq=False)
@@ -93,13 +148,14 @@ class Watcher:
         """Filter one event, turning selection changes into ADDED/DELETED as upstream does."""
         if self.closed:
             return
-        now = self.selection.matches(ev.obj, self.kind)
-        was = ev.prev is not None and self.selection.matches(ev.prev, self.kind)
-        if ev.type == "MODIFIED" and ev.prev is not None and not self.selection.trivial():
+        sel, kind = self.selection, self.kind
+        now = sel.matches_lazy(ev.meta, lambda: ev.obj, kind)
+        if ev.type == "MODIFIED" and ev.prev_meta is not None and not sel.trivial():
+            was = sel.matches_lazy(ev.prev_meta, lambda: ev.prev or {}, kind)
             if now and not was:
-                ev = Event("ADDED", ev.rv, ev.resource, ev.obj, ev.raw)
+                ev = ev.retyped("ADDED")
             elif was and not now:
-                ev = Event("DELETED", ev.rv, ev.resource, ev.obj, ev.raw)
+                ev = ev.retyped("DELETED")
             elif not now:
                 return
         elif not now:
@@ -153,17 +209,18 @@ class Store:
             bucket = self._objects.get(resource)
             if bucket is None:
                 continue  # a kind this version no longer serves: keep it on disk, untouched
-            obj = loads(raw)
-            key = (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
-            bucket[key] = Entry(obj, bytes(raw))
-            self._index(resource, obj)
+            raw = bytes(raw)
+            meta = trim_meta(loads(raw))
+            key = (meta.get("namespace", ""), meta["name"])
+            bucket[key] = Entry(raw, meta)
+            self._index(resource, meta)
             if key[0]:
                 self._ns_count[key[0]] = self._ns_count.get(key[0], 0) + 1
         # Work a crash interrupted: deletions in progress resume.
         for bucket in self._objects.values():
             for entry in list(bucket.values()):
-                if entry.obj["metadata"].get("deletionTimestamp"):
-                    self._pending_gc.append(("finalize", entry.obj["metadata"]["uid"]))
+                if entry.meta.get("deletionTimestamp"):
+                    self._pending_gc.append(("finalize", entry.meta["uid"]))
 
     def _ensure_system_namespaces(self) -> None:
         ns_kind = self.registry.by_kind("", "v1", "Namespace")
@@ -182,15 +239,13 @@ class Store:
 
     # ------------------------------------------------------------------ indexes
 
-    def _index(self, resource: str, obj: Obj) -> None:
-        meta = obj["metadata"]
+    def _index(self, resource: str, meta: Obj) -> None:
         ident = (resource, meta.get("namespace", ""), meta["name"])
         self._by_uid[meta["uid"]] = ident
         for ref in meta.get("ownerReferences") or []:
             self._dependents.setdefault(ref.get("uid", ""), set()).add(ident)
 
-    def _unindex(self, resource: str, obj: Obj) -> None:
-        meta = obj["metadata"]
+    def _unindex(self, resource: str, meta: Obj) -> None:
         ident = (resource, meta.get("namespace", ""), meta["name"])
         if self._by_uid.get(meta["uid"]) == ident:
             del self._by_uid[meta["uid"]]
@@ -214,7 +269,7 @@ class Store:
 
     def get(self, kind: Kind, namespace: str, name: str) -> Obj:
         """A private copy of the object."""
-        return loads(self._entry(kind, namespace, name).raw)  # type: ignore[no-any-return]
+        return self._entry(kind, namespace, name).obj
 
     def get_raw(self, kind: Kind, namespace: str, name: str) -> bytes:
         return self._entry(kind, namespace, name).raw
@@ -244,7 +299,7 @@ class Store:
         last: tuple[str, str] | None = None
         for key in keys:
             entry = bucket[key]
-            if trivial or selection.matches(entry.obj, kind):
+            if trivial or selection.matches_lazy(entry.meta, lambda e=entry: e.obj, kind):  # type: ignore[misc]
                 if limit and len(out) >= limit:
                     return out, self.rv, last
                 out.append(entry.raw)
@@ -254,11 +309,6 @@ class Store:
     def list_objects(self, kind: Kind, selection: Selection | None = None) -> list[Obj]:
         items, _, _ = self.list_raw(kind, selection or Selection())
         return [loads(r) for r in items]
-
-    def iter_objects(self, kind: Kind) -> Iterator[Obj]:
-        """Read-only view of every stored object of a kind (callers must not mutate)."""
-        for entry in self._bucket(kind).values():
-            yield entry.obj
 
     # ------------------------------------------------------------------ writes
 
@@ -276,8 +326,9 @@ class Store:
             [Change(type_, kind.resource_key, ns, name, self.rv, raw, prev.raw if prev is not None else None)]
         )
         bucket = self._bucket(kind)
+        meta_view = trim_meta(obj)
         if prev is not None:
-            self._unindex(kind.resource_key, prev.obj)
+            self._unindex(kind.resource_key, prev.meta)
         if type_ == "DELETED":
             bucket.pop((ns, name), None)
             if ns:
@@ -285,9 +336,11 @@ class Store:
         else:
             if type_ == "ADDED" and ns:
                 self._ns_count[ns] = self._ns_count.get(ns, 0) + 1
-            bucket[(ns, name)] = Entry(obj, raw)
-            self._index(kind.resource_key, obj)
-        ev = Event(type_, self.rv, kind.resource_key, obj, raw, prev.obj if prev is not None else None)
+            bucket[(ns, name)] = Entry(raw, meta_view)
+            self._index(kind.resource_key, meta_view)
+        ev = Event(
+            type_, self.rv, kind.resource_key, raw, meta_view, prev.raw if prev else None, prev.meta if prev else None
+        )
         self._recent.append(ev)
         for w in list(self._watchers.get(kind.resource_key, ())):
             w.offer(ev)
@@ -307,7 +360,7 @@ class Store:
         entry = self._bucket(ns_kind).get(("", ns))
         if entry is None:
             raise NotFound("namespaces", ns)
-        if entry.obj["metadata"].get("deletionTimestamp"):
+        if entry.meta.get("deletionTimestamp"):
             raise Forbidden(
                 kind.plural,
                 obj["metadata"].get("name", ""),
@@ -426,8 +479,7 @@ class Store:
         return new
 
     def _write_update(self, kind: Kind, entry: Entry, new: Obj) -> Obj:
-        old = entry.obj
-        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        new["metadata"]["resourceVersion"] = entry.meta["resourceVersion"]
         if dumps(new) == entry.raw:
             return loads(entry.raw)  # type: ignore[no-any-return]  # a no-op write: no new revision, as upstream
         stored = self._commit(kind, "MODIFIED", new, entry)
@@ -577,11 +629,11 @@ class Store:
     def _on_owner_removed(self, uid: str) -> None:
         """Background cascade: dependents left with no live owner are deleted."""
         for kind, entry in self._dependents_of(uid):
-            refs = entry.obj["metadata"].get("ownerReferences") or []
+            meta = entry.meta
+            refs = meta.get("ownerReferences") or []
             if any(r.get("uid") != uid and r.get("uid") in self._by_uid for r in refs):
                 continue
-            if not entry.obj["metadata"].get("deletionTimestamp"):
-                meta = entry.obj["metadata"]
+            if not meta.get("deletionTimestamp"):
                 self.delete(kind, meta.get("namespace", ""), meta["name"], propagation="Background")
 
     def _finalize(self, uid: str) -> None:
@@ -590,7 +642,7 @@ class Store:
         if found is None:
             return
         kind, entry = found
-        meta = entry.obj["metadata"]
+        meta = entry.meta
         if not meta.get("deletionTimestamp"):
             return
         finalizers = list(meta.get("finalizers") or [])
@@ -608,7 +660,7 @@ class Store:
         if FINALIZER_FOREGROUND in finalizers:
             deps = self._dependents_of(uid)
             for dkind, dentry in deps:
-                dmeta = dentry.obj["metadata"]
+                dmeta = dentry.meta
                 if not dmeta.get("deletionTimestamp"):
                     self.delete(dkind, dmeta.get("namespace", ""), dmeta["name"], propagation="Foreground")
             if self._dependents_of(uid):
@@ -640,7 +692,7 @@ class Store:
             if not kind.namespaced:
                 continue
             for (ons, name), oentry in list(self._bucket(kind).items()):
-                if ons == ns and not oentry.obj["metadata"].get("deletionTimestamp"):
+                if ons == ns and not oentry.meta.get("deletionTimestamp"):
                     self.delete(kind, ns, name)
 
     def _namespace_check(self, ns: str) -> None:
@@ -649,7 +701,7 @@ class Store:
         if ns_kind is None or not ns or self._ns_count.get(ns, 0) > 0:
             return
         entry = self._bucket(ns_kind).get(("", ns))
-        if entry is None or not entry.obj["metadata"].get("deletionTimestamp"):
+        if entry is None or not entry.meta.get("deletionTimestamp"):
             return
         obj = loads(entry.raw)
         spec_fin = [f for f in (obj.get("spec") or {}).get("finalizers") or [] if f != FINALIZER_NAMESPACE]
@@ -659,7 +711,7 @@ class Store:
                 del obj["spec"]["finalizers"]
             self._commit(ns_kind, "MODIFIED", obj, entry)
             entry = self._bucket(ns_kind)[("", ns)]
-        if spec_fin or entry.obj["metadata"].get("finalizers"):
+        if spec_fin or entry.meta.get("finalizers"):
             return
         self._remove(ns_kind, entry)
 
@@ -695,15 +747,29 @@ class Store:
         for rv, type_, resource, data, prev in self.backend.history_since(since):
             if resource != kind.resource_key:
                 continue
-            out.append(Event(type_, rv, resource, loads(data), bytes(data), loads(prev) if prev else None))
+            raw = bytes(data)
+            prev_raw = bytes(prev) if prev else None
+            out.append(
+                Event(
+                    type_,
+                    rv,
+                    resource,
+                    raw,
+                    trim_meta(loads(raw)),
+                    prev_raw,
+                    trim_meta(loads(prev_raw)) if prev_raw else None,
+                )
+            )
         return out
 
     def snapshot_events(self, kind: Kind, selection: Selection) -> list[Event]:
         """Synthetic ADDED events for the current state (watch without resourceVersion)."""
         items, _, _ = self.list_raw(kind, selection)
-        return [
-            Event("ADDED", int(loads(r)["metadata"]["resourceVersion"]), kind.resource_key, loads(r), r) for r in items
-        ]
+        out = []
+        for raw in items:
+            meta = trim_meta(loads(raw))
+            out.append(Event("ADDED", int(meta["resourceVersion"]), kind.resource_key, raw, meta))
+        return out
 
 
 def _spec_part(obj: Obj) -> bytes:
