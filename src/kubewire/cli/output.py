@@ -137,4 +137,6 @@ def render_table(columns: list[dict[str, Any]], rows: list[list[Any]], wide: boo
 def _cell(value: Any) -> str:
     if value is None:
         return "<none>"
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as Go prints booleans
     return str(value)
