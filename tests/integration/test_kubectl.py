@@ -174,3 +174,25 @@ def test_kubewire_cli_apply_and_get(cluster: Cluster) -> None:
     assert table[0].split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     assert cluster.kubewire("status").returncode == 0
     assert cluster.kubewire("kubeconfig").stdout.strip() == str(cluster.kubeconfig)
+
+
+def test_imperative_create_commands_send_protobuf(cluster: Cluster) -> None:
+    cluster.kubectl("create", "namespace", "imperative")
+    cluster.kubectl("create", "deployment", "web", "--image=nginx", "--replicas=3", "--port=80", "-n", "imperative")
+    cluster.kubectl("create", "service", "nodeport", "web", "--tcp=80:8080", "--node-port=30080", "-n", "imperative")
+    cluster.kubectl("create", "configmap", "cfg", "--from-literal=a=b", "-n", "imperative")
+    cluster.kubectl("create", "secret", "generic", "s", "--from-literal=p=q", "-n", "imperative")
+    deploy = json.loads(cluster.kubectl("get", "deploy", "web", "-n", "imperative", "-o", "json").stdout)
+    assert (
+        deploy["spec"]["replicas"] == 3
+        and deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 80
+    )
+    assert deploy["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == "25%"  # defaulted by the server
+    svc = json.loads(cluster.kubectl("get", "svc", "web", "-n", "imperative", "-o", "json").stdout)
+    assert svc["spec"]["type"] == "NodePort" and svc["spec"]["ports"][0]["nodePort"] == 30080
+    assert cluster.kubectl("get", "secret", "s", "-n", "imperative", "-o", "jsonpath={.data.p}").stdout == "cQ=="
+    bad = cluster.kubectl(
+        "create", "service", "nodeport", "bad", "--tcp=80:8080", "--node-port=80", "-n", "imperative", check=False
+    )
+    assert "provided port is not in the valid range" in bad.stderr
+    cluster.kubectl("delete", "namespace", "imperative")

@@ -25,6 +25,7 @@ import yaml
 from aiohttp import web
 
 from kubewire.api import patch as patching
+from kubewire.api import protobuf
 from kubewire.api.meta import now_rfc3339
 from kubewire.api.registry import Kind, Obj, Registry
 from kubewire.api.selection import Selection
@@ -352,11 +353,12 @@ class APIServer:
 
     async def _body(self, request: web.Request) -> Obj:
         ctype = request.content_type
-        if ctype == "application/vnd.kubernetes.protobuf":
-            # Typed clients (kubectl create, client-go) fall back to JSON on 415.
-            raise UnsupportedMediaType("application/json, application/yaml")
         raw = await request.read()
-        data = decode_document(raw, yaml_allowed=ctype == "application/yaml")
+        if ctype == protobuf.CONTENT_TYPE:
+            # kubectl's typed clients (create namespace, create deployment, ...) send protobuf.
+            data: Any = protobuf.decode(raw)
+        else:
+            data = decode_document(raw, yaml_allowed=ctype == "application/yaml")
         if not isinstance(data, dict):
             raise BadRequest("the body of the request must be a JSON object")
         return data
@@ -486,10 +488,13 @@ class APIServer:
         opts: dict[str, Any] = {}
         raw = await request.read()
         if raw.strip():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                body = orjson.loads(raw)
-                if isinstance(body, dict):
-                    opts.update(body)
+            body = (
+                protobuf.decode(raw)
+                if request.content_type == protobuf.CONTENT_TYPE
+                else decode_document(raw, yaml_allowed=False)
+            )
+            if isinstance(body, dict):
+                opts.update(body)
         q = request.query
         if "gracePeriodSeconds" in q:
             opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
