@@ -162,6 +162,15 @@ class APIServer:
             # An empty OpenAPI v2 document (a valid, empty protobuf message): kubectl's
             # client-side validation then finds no schema and defers to the server's.
             return web.Response(body=b"", content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+        if parts[1:2] == ["v3"]:
+            # OpenAPI v3 (what kubectl explain reads): the index, or one group-version's document.
+            # Imported here: the lightkube models it reads load only once someone asks.
+            from kubewire.apiserver import openapi
+
+            documents = openapi.openapi_v3(self.registry)
+            body = documents.index() if len(parts) == 2 else documents.document("/".join(parts[2:]))
+            if body is not None:
+                return web.Response(body=body, content_type=JSON)
         raise _not_found_path()
 
     def _resource_list(self, group: str, version: str) -> web.Response:
