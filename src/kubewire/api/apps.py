@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from kubewire.api import meta
+from kubewire.api.core import GoValue, as_dict, as_int, as_list, is_int
 from kubewire.api.fields import FieldError, Path, forbidden, invalid_value, not_supported, required
 from kubewire.api.pod import (
     AGE_COLUMN,
@@ -24,9 +25,6 @@ from kubewire.api.pod import (
     NAME_COLUMN,
     POD_SPEC_MERGE_KEYS,
     POD_SPEC_RETAIN_KEYS,
-    GoValue,
-    as_dict,
-    as_list,
     container_cells,
     default_pod_spec,
     go_string_map,
@@ -270,7 +268,7 @@ def _percent(value: Any) -> int | None:
 
 def _int_or_percent_value(value: Any) -> int:
     """Upstream ``getIntOrPercentValue`` (invalid strings count as 0)."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         return value
     return _percent(value) or 0
 
@@ -278,7 +276,7 @@ def _int_or_percent_value(value: Any) -> int:
 def validate_positive_int_or_percent(value: Any, path: Path) -> list[FieldError]:
     if isinstance(value, str):
         return [] if _percent(value) is not None else [invalid_value(path, int_or_string(value), _PERCENT_MSG)]
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         return nonnegative(value, path)
     if value is None:
         return []
@@ -554,7 +552,7 @@ WORKLOAD_RETAIN_KEYS: frozenset[str] = prefixed_paths(TEMPLATE_SPEC, POD_SPEC_RE
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return as_int(value) or 0
 
 
 def _template_spec(obj: Obj) -> dict[str, Any]:

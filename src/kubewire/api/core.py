@@ -3,22 +3,22 @@ ServiceAccount and Endpoints.
 
 Each kind's defaulting, validation (worded and pathed as upstream ``pkg/apis/core/validation``),
 table columns (as upstream ``pkg/printers/internalversion``) and field selectors live here, next
-to the small core/v1 rules they share with ``service`` and ``discovery``: IP and CIDR checks with
-Go's ``ParseIPSloppy`` leniency, port numbers and IANA port names, config-map keys, and the
-base64 check that mirrors Go's decoder error offsets.  Pure functions over wire-form dicts; unknown
-fields are never dropped.
+to the small rules the other API modules share: accessors over wire-form dicts, the
+:class:`GoValue` wrapper for values upstream prints with ``%#v``, DNS labels, protocols,
+config-map keys, and the base64 check that mirrors Go's decoder error offsets (ports, IP
+addresses and CIDRs are checked by :mod:`kubewire.api.netvalid`).  Pure functions over wire-form
+dicts; unknown fields are never dropped.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
-import ipaddress
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from kubewire.api import meta
 from kubewire.api.fields import (
@@ -32,9 +32,16 @@ from kubewire.api.fields import (
     required,
     too_long,
 )
+from kubewire.api.netvalid import (
+    is_valid_port_num,
+    parse_cidr,
+    unmapped,
+    validate_cidr,
+    validate_ip,
+    validate_non_special_ip,
+)
 from kubewire.api.registry import Column, FieldGetter, Kind, Obj
 
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 FIELD_IMMUTABLE = "field is immutable"
 IMMUTABLE_WHEN_SET = "field is immutable when `immutable` is set"
 MAX_SECRET_SIZE = 1024 * 1024  # upstream core.MaxSecretSize, also the ConfigMap limit
@@ -49,16 +56,41 @@ def as_dict(value: Any) -> dict[str, Any]:
 
 
 def as_list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty list."""
     return value if isinstance(value, list) else []
+
+
+def as_dicts(value: Any) -> list[dict[str, Any]]:
+    """The items of a JSON array, each non-object item read as an empty dict."""
+    return [as_dict(v) for v in as_list(value)]
 
 
 def as_str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def is_int(value: Any) -> TypeGuard[int]:
+    """Whether ``value`` is a JSON integer (bools are not integers here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def as_int(value: Any) -> int | None:
     """A JSON integer (bools are not integers here), else None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if is_int(value) else None
+
+
+@dataclass(frozen=True)
+class GoValue:
+    """A bad value pre-rendered the way Go's ``%#v`` prints it (maps, structs, int-or-string).
+
+    :func:`kubewire.api.fields.format_value` prints unknown types with ``str()``, so wrapping the
+    rendered text keeps it unquoted in the error sentence.
+    """
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def since(timestamp: Any, now: datetime) -> str:
@@ -91,37 +123,6 @@ def validate_qualified_name(value: str, path: Path) -> list[FieldError]:
     return [invalid_value(path, value, msg) for msg in meta.is_qualified_name(value)]
 
 
-def port_num_errors(port: Any) -> list[str]:
-    """Upstream ``IsValidPortNum``."""
-    number = as_int(port)
-    if number is not None and 1 <= number <= 65535:
-        return []
-    return ["must be between 1 and 65535, inclusive"]
-
-
-def port_name_errors(name: str) -> list[str]:
-    """Upstream ``IsValidPortName`` (an IANA_SVC_NAME)."""
-    errs = []
-    if len(name) > 15:
-        errs.append("must be no more than 15 characters")
-    if not re.fullmatch(r"[-a-z0-9]+", name):
-        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    if not re.search(r"[a-z]", name):
-        errs.append("must contain at least one letter (a-z)")
-    if "--" in name:
-        errs.append("must not contain consecutive hyphens")
-    if name and (name[0] == "-" or name[-1] == "-"):
-        errs.append("must not begin or end with a hyphen")
-    return errs
-
-
-def validate_port_num_or_name(value: Any, path: Path) -> list[FieldError]:
-    """Upstream ``ValidatePortNumOrName`` for an int-or-string field."""
-    if isinstance(value, str):
-        return [invalid_value(path, value, msg) for msg in port_name_errors(value)]
-    return [invalid_value(path, value, msg) for msg in port_num_errors(value)]
-
-
 def validate_protocol(value: Any, path: Path) -> list[FieldError]:
     if not value:
         return [required(path)]
@@ -146,103 +147,6 @@ def config_key_errors(key: str) -> list[str]:
         errs.append("must not be '..'")
     elif key.startswith(".."):
         errs.append("must not start with '..'")
-    return errs
-
-
-# --- IP addresses and CIDRs (Go's ParseIPSloppy rules) --------------------------------------------
-
-_IPV4_SLOPPY = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
-
-
-def parse_ip(value: Any) -> IP | None:
-    """Parse like ``netutils.ParseIPSloppy``: IPv4 octets may have leading zeros, no zones."""
-    if not isinstance(value, str) or not value or "%" in value:
-        return None
-    return _parse_ip_text(value)
-
-
-@functools.lru_cache(maxsize=65536)
-def _parse_ip_text(value: str) -> IP | None:
-    m = _IPV4_SLOPPY.fullmatch(value)
-    if m:
-        octets = [int(g) for g in m.groups()]
-        return ipaddress.IPv4Address(bytes(octets)) if max(octets) <= 255 else None
-    if ":" not in value:
-        return None
-    try:
-        return ipaddress.IPv6Address(value)
-    except ValueError:
-        return None
-
-
-def unmapped(ip: IP) -> IP:
-    """Go treats IPv4-mapped IPv6 (``::ffff:1.2.3.4``) as IPv4."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def ip_family(value: Any) -> str:
-    """``IPv4``/``IPv6`` for a parsable address, else ``""``."""
-    ip = parse_ip(value)
-    if ip is None:
-        return ""
-    return "IPv4" if unmapped(ip).version == 4 else "IPv6"
-
-
-def validate_ip(path: Path, value: Any) -> list[FieldError]:
-    """Upstream ``IsValidIP``."""
-    if parse_ip(value) is None:
-        return [invalid_value(path, value, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")]
-    return []
-
-
-def parse_cidr(value: Any) -> tuple[IP, int] | None:
-    """Parse like ``netutils.ParseCIDRSloppy``: ``ip/prefix``, host bits allowed."""
-    if not isinstance(value, str) or value.count("/") != 1:
-        return None
-    addr, _, bits = value.partition("/")
-    ip = parse_ip(addr)
-    if ip is None or not bits.isdigit() or not bits.isascii():
-        return None
-    prefix = int(bits)
-    return (ip, prefix) if prefix <= ip.max_prefixlen else None
-
-
-def validate_cidr(path: Path, value: Any) -> list[FieldError]:
-    """Upstream ``IsValidCIDR``."""
-    if parse_cidr(value) is None:
-        return [invalid_value(path, value, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")]
-    return []
-
-
-_V4_LINK_LOCAL_MULTICAST = ipaddress.IPv4Network("224.0.0.0/24")
-
-
-def _is_link_local_multicast(ip: IP) -> bool:
-    if ip.version == 4:
-        return ip in _V4_LINK_LOCAL_MULTICAST
-    raw = ip.packed
-    return raw[0] == 0xFF and raw[1] & 0x0F == 0x02
-
-
-def validate_non_special_ip(value: Any, path: Path) -> list[FieldError]:
-    """Upstream ``ValidateNonSpecialIP``: no unspecified, loopback or link-local addresses."""
-    parsed = parse_ip(value)
-    if parsed is None:
-        return [invalid_value(path, value, "must be a valid IP address")]
-    ip = unmapped(parsed)
-    errs = []
-    if ip.is_unspecified:
-        errs.append(invalid_value(path, value, f"may not be unspecified ({value})"))
-    if ip.is_loopback:
-        errs.append(invalid_value(path, value, "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
-    if ip.is_link_local:
-        errs.append(invalid_value(path, value, "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
-    if _is_link_local_multicast(ip):
-        errs.append(
-            invalid_value(path, value, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
-        )
     return errs
 
 
@@ -422,16 +326,6 @@ def _taint_literal(taint: Mapping[str, Any]) -> str:
     return f"core.Taint{{Key:{key}, Value:{value}, Effect:{effect}, TimeAdded:(*v1.Time)(nil)}}"
 
 
-class GoLiteral:
-    """A bad value printed verbatim (upstream prints structs with ``%#v``)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-
 def _validate_taint(taint: Mapping[str, Any], path: Path) -> list[FieldError]:
     errs = [
         invalid_value(path.child("key"), taint.get("key", ""), m)
@@ -457,7 +351,7 @@ def _validate_taints(taints: list[Any], path: Path) -> list[FieldError]:
         errs.extend(_validate_taint(taint, path.index(i)))
         key = (as_str(taint.get("key")), as_str(taint.get("effect")))
         if key in seen:
-            dup = duplicate(path.index(i), GoLiteral(_taint_literal(taint)))
+            dup = duplicate(path.index(i), GoValue(_taint_literal(taint)))
             errs.append(FieldError(dup.type, dup.field, dup.value, "taints must be unique by key and effect pair"))
         seen.add(key)
     return errs
@@ -478,9 +372,9 @@ def _validate_pod_cidrs(cidrs: list[Any]) -> list[FieldError]:
     return errs
 
 
-def _node_address_literal(addr: Mapping[str, Any]) -> GoLiteral:
+def _node_address_literal(addr: Mapping[str, Any]) -> GoValue:
     kind, value = go_quote(as_str(addr.get("type"))), go_quote(as_str(addr.get("address")))
-    return GoLiteral(f"core.NodeAddress{{Type:{kind}, Address:{value}}}")
+    return GoValue(f"core.NodeAddress{{Type:{kind}, Address:{value}}}")
 
 
 def _validate_node_update(obj: Obj, old: Obj) -> list[FieldError]:
@@ -836,7 +730,7 @@ def _validate_endpoint_port(port: Mapping[str, Any], require_name: bool, path: P
         errs.append(required(path.child("name")))
     elif name:
         errs.extend(validate_dns1123_label(name, path.child("name")))
-    errs.extend(invalid_value(path.child("port"), port.get("port", 0), m) for m in port_num_errors(port.get("port")))
+    errs.extend(invalid_value(path.child("port"), port.get("port", 0), m) for m in is_valid_port_num(port.get("port")))
     errs.extend(validate_protocol(port.get("protocol"), path.child("protocol")))
     if isinstance(port.get("appProtocol"), str):
         errs.extend(validate_qualified_name(port["appProtocol"], path.child("appProtocol")))

@@ -20,14 +20,12 @@ from kubewire.api.core import (
     as_list,
     as_str,
     column,
-    parse_ip,
-    unmapped,
     validate_dns1123_label,
-    validate_non_special_ip,
     validate_protocol,
     validate_qualified_name,
 )
 from kubewire.api.fields import FieldError, Path, duplicate, invalid_value, not_supported, required, too_many
+from kubewire.api.netvalid import parse_ip, unmapped, validate_non_special_ip
 from kubewire.api.registry import Kind, Obj
 
 ADDRESS_TYPES = ("FQDN", "IPv4", "IPv6")

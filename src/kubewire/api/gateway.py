@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from kubewire.api import meta
+from kubewire.api.core import as_dict, as_dicts, as_list
 from kubewire.api.fields import (
     NOT_SUPPORTED,
     REQUIRED,
@@ -185,7 +186,7 @@ class Check:
         value = self._fetch(parent, key, path, need)
         if value is _NO_VALUE or not self.typed(value, path.child(key), "object"):
             return None
-        return dict_of(value)
+        return as_dict(value)
 
     def items(
         self,
@@ -211,7 +212,7 @@ class Check:
         out = []
         for i, item in enumerate(value):
             if self.typed(item, where.index(i), "object"):
-                out.append(dict_of(item))
+                out.append(as_dict(item))
             else:
                 out.append({})
         return out
@@ -222,18 +223,6 @@ class Check:
             return
         text = message if ok is False else f"{ok} evaluating rule: {message}"
         self.cel.append(invalid_value(path, kind, text))
-
-
-def dict_of(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def list_of(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def dicts(value: Any) -> list[dict[str, Any]]:
-    return [dict_of(v) for v in list_of(value)]
 
 
 def _exists_one(items: Iterable[Any], pred: Callable[[Any], bool]) -> bool:
@@ -250,7 +239,7 @@ def _unique_by(items: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], 
 
 
 def _default_parent_refs(spec: dict[str, Any]) -> None:
-    for ref in dicts(spec.get("parentRefs")):
+    for ref in as_dicts(spec.get("parentRefs")):
         ref.setdefault("group", GROUP)
         ref.setdefault("kind", "Gateway")
 
@@ -263,7 +252,7 @@ def _default_backend_ref(ref: dict[str, Any], weighted: bool = True) -> None:
 
 
 def _default_filters(filters: Any) -> None:
-    for f in dicts(filters):
+    for f in as_dicts(filters):
         mirror = f.get("requestMirror")
         if isinstance(mirror, dict):
             backend = mirror.get("backendRef")
@@ -278,7 +267,7 @@ def _default_filters(filters: Any) -> None:
 
 
 def _default_backend_refs(refs: Any) -> None:
-    for ref in dicts(refs):
+    for ref in as_dicts(refs):
         _default_backend_ref(ref)
         _default_filters(ref.get("filters"))
 
@@ -294,10 +283,10 @@ def default_http_route(obj: Obj) -> None:
     _default_parent_refs(spec)
     if "rules" not in spec:
         spec["rules"] = [{"matches": [{"path": _default_path_match()}]}]
-    for rule in dicts(spec.get("rules")):
+    for rule in as_dicts(spec.get("rules")):
         if "matches" not in rule:
             rule["matches"] = [{"path": _default_path_match()}]
-        for match in dicts(rule.get("matches")):
+        for match in as_dicts(rule.get("matches")):
             _default_http_match(match)
         _default_filters(rule.get("filters"))
         _default_backend_refs(rule.get("backendRefs"))
@@ -309,7 +298,7 @@ def _default_http_match(match: dict[str, Any]) -> None:
         path.setdefault("type", "PathPrefix")
         path.setdefault("value", "/")
     for key in ("headers", "queryParams"):
-        for item in dicts(match.get(key)):
+        for item in as_dicts(match.get(key)):
             item.setdefault("type", "Exact")
 
 
@@ -318,12 +307,12 @@ def default_grpc_route(obj: Obj) -> None:
     if not isinstance(spec, dict):
         return
     _default_parent_refs(spec)
-    for rule in dicts(spec.get("rules")):
-        for match in dicts(rule.get("matches")):
+    for rule in as_dicts(spec.get("rules")):
+        for match in as_dicts(rule.get("matches")):
             method = match.get("method")
             if isinstance(method, dict):
                 method.setdefault("type", "Exact")
-            for header in dicts(match.get("headers")):
+            for header in as_dicts(match.get("headers")):
                 header.setdefault("type", "Exact")
         _default_filters(rule.get("filters"))
         _default_backend_refs(rule.get("backendRefs"))
@@ -335,7 +324,7 @@ def default_l4_route(obj: Obj) -> None:
     if not isinstance(spec, dict):
         return
     _default_parent_refs(spec)
-    for rule in dicts(spec.get("rules")):
+    for rule in as_dicts(spec.get("rules")):
         _default_backend_refs(rule.get("backendRefs"))
 
 
@@ -343,9 +332,9 @@ def default_gateway(obj: Obj) -> None:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return
-    for listener in dicts(spec.get("listeners")):
+    for listener in as_dicts(spec.get("listeners")):
         _default_listener(listener)
-    for address in dicts(spec.get("addresses")):
+    for address in as_dicts(spec.get("addresses")):
         address.setdefault("type", "IPAddress")
     allowed = spec.get("allowedListeners")
     if isinstance(allowed, dict):
@@ -360,12 +349,12 @@ def _default_listener(listener: dict[str, Any]) -> None:
         namespaces = allowed.setdefault("namespaces", {"from": "Same"})
         if isinstance(namespaces, dict):
             namespaces.setdefault("from", "Same")
-        for kind in dicts(allowed.get("kinds")):
+        for kind in as_dicts(allowed.get("kinds")):
             kind.setdefault("group", GROUP)
     tls = listener.get("tls")
     if isinstance(tls, dict):
         tls.setdefault("mode", "Terminate")
-        for ref in dicts(tls.get("certificateRefs")):
+        for ref in as_dicts(tls.get("certificateRefs")):
             ref.setdefault("group", "")
             ref.setdefault("kind", "Secret")
 
@@ -467,7 +456,7 @@ def _rules_cel(c: Check, rules: list[dict[str, Any]], path: Path) -> None:
         return "name" not in rule or _exists_one(rules, lambda r: "name" in r and r["name"] == rule["name"])
 
     c.rule(path, "array", all(named_once(r) for r in rules), "Rule name must be unique within the route")
-    total = sum(len(list_of(r.get("matches"))) for r in rules[:16])
+    total = sum(len(as_list(r.get("matches"))) for r in rules[:16])
     c.rule(
         path,
         "array",
@@ -503,7 +492,7 @@ def validate_gateway_class(obj: Obj, old: Obj | None) -> list[FieldError]:
         c.string(params, "kind", where, need=True, min_len=1, max_len=63, pattern=KIND_PATTERN)
         c.string(params, "name", where, need=True, min_len=1, max_len=253)
         c.string(params, "namespace", where, min_len=1, max_len=63, pattern=NAMESPACE_PATTERN)
-    old_name = dict_of((old or {}).get("spec")).get("controllerName")
+    old_name = as_dict((old or {}).get("spec")).get("controllerName")
     if old is not None and name is not None and old_name is not None:
         c.rule(path.child("controllerName"), "string", name == old_name, "Value is immutable")
     return c.result()
@@ -586,7 +575,7 @@ def _protocol_is(listener: dict[str, Any], *names: str) -> bool:
 
 def _listeners_cel(c: Check, listeners: list[dict[str, Any]], path: Path) -> None:
     def tls_mode(listener: dict[str, Any]) -> str:
-        return str(dict_of(listener.get("tls")).get("mode") or "")
+        return str(as_dict(listener.get("tls")).get("mode") or "")
 
     def key(listener: dict[str, Any]) -> tuple[Any, ...]:
         return (listener.get("port"), listener.get("protocol"), listener.get("hostname"))
@@ -790,11 +779,11 @@ def _path_modifier(c: Check, parent: dict[str, Any], path: Path) -> None:
 
 
 def _prefix_filters(ref: dict[str, Any], member: str) -> int:
-    return sum(1 for f in dicts(ref.get("filters")) if _replace_prefix(f, member))
+    return sum(1 for f in as_dicts(ref.get("filters")) if _replace_prefix(f, member))
 
 
 def _replace_prefix(f: dict[str, Any], member: str) -> bool:
-    modifier = dict_of(dict_of(f.get(member)).get("path"))
+    modifier = as_dict(as_dict(f.get(member)).get("path"))
     return modifier.get("type") == "ReplacePrefixMatch" and "replacePrefixMatch" in modifier
 
 
@@ -812,7 +801,7 @@ def _http_rule_cel(
         not refs or all("requestRedirect" not in f for f in filters),
         "RequestRedirect filter must not be used together with backendRefs",
     )
-    single_prefix = len(matches) == 1 and dict_of(matches[0].get("path")).get("type") == "PathPrefix"
+    single_prefix = len(matches) == 1 and as_dict(matches[0].get("path")).get("type") == "PathPrefix"
     for member, name in (("requestRedirect", "RequestRedirect"), ("urlRewrite", "URLRewrite")):
         on_rule = sum(1 for f in filters if _replace_prefix(f, member)) == 1
         c.rule(
@@ -950,7 +939,7 @@ def jsonpath_text(value: Any) -> str | None:
 
 def condition_status(obj: Mapping[str, Any], kind: str) -> str | None:
     """``.status.conditions[?(@.type=="<kind>")].status`` (the first match)."""
-    for cond in dicts(dict_of(obj.get("status")).get("conditions")):
+    for cond in as_dicts(as_dict(obj.get("status")).get("conditions")):
         if cond.get("type") == kind:
             return jsonpath_text(cond.get("status"))
     return None
@@ -966,7 +955,7 @@ AGE_ONLY_COLUMNS = (_NAME, _AGE)
 
 
 def gateway_class_row(obj: Obj, now: datetime) -> list[Any]:
-    spec = dict_of(obj.get("spec"))
+    spec = as_dict(obj.get("spec"))
     return [
         meta.name_of(obj),
         jsonpath_text(spec.get("controllerName")),
@@ -977,11 +966,11 @@ def gateway_class_row(obj: Obj, now: datetime) -> list[Any]:
 
 
 def gateway_row(obj: Obj, now: datetime) -> list[Any]:
-    addresses = dicts(dict_of(obj.get("status")).get("addresses"))
+    addresses = as_dicts(as_dict(obj.get("status")).get("addresses"))
     first = next((a["value"] for a in addresses if "value" in a), None)
     return [
         meta.name_of(obj),
-        jsonpath_text(dict_of(obj.get("spec")).get("gatewayClassName")),
+        jsonpath_text(as_dict(obj.get("spec")).get("gatewayClassName")),
         jsonpath_text(first),
         condition_status(obj, "Programmed"),
         meta.age(obj, now),
@@ -989,7 +978,7 @@ def gateway_row(obj: Obj, now: datetime) -> list[Any]:
 
 
 def route_row(obj: Obj, now: datetime) -> list[Any]:
-    return [meta.name_of(obj), jsonpath_text(dict_of(obj.get("spec")).get("hostnames")), meta.age(obj, now)]
+    return [meta.name_of(obj), jsonpath_text(as_dict(obj.get("spec")).get("hostnames")), meta.age(obj, now)]
 
 
 def age_row(obj: Obj, now: datetime) -> list[Any]:

@@ -17,20 +17,19 @@ from datetime import datetime
 from typing import Any
 
 from kubewire.api import meta
-from kubewire.api.fields import FieldError, Path, invalid_value, required
-from kubewire.api.gateway import Check, dict_of, jsonpath_text, list_of
-from kubewire.api.networking import parse_cidr
+from kubewire.api.core import as_dict, as_list
+from kubewire.api.fields import FieldError, Path, go_quote, invalid_value, required
+from kubewire.api.gateway import Check, jsonpath_text
+from kubewire.api.netvalid import IP, IPNetwork, parse_ip, parse_network
 from kubewire.api.registry import Column, Kind, Obj
 
 GROUP = "metallb.io"
 MAX_UINT32 = 4294967295
 DYNAMIC_ASN_MODES = ("internal", "external")
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 
 def _spec(obj: Obj) -> dict[str, Any]:
-    return dict_of(obj.get("spec"))
+    return as_dict(obj.get("spec"))
 
 
 # --- defaulting --------------------------------------------------------------------------------
@@ -63,33 +62,28 @@ class AddressError(ValueError):
 def parse_addresses(text: str) -> list[IPNetwork]:
     """A CIDR or an ``a-b`` range, as the prefixes it covers (MetalLB's ``ParseCIDR``)."""
     if "-" not in text:
-        net = parse_cidr(text)
+        net = parse_network(text, sloppy=False)
         if net is None:
-            raise AddressError(f"invalid CIDR {_q(text)}")
+            raise AddressError(f"invalid CIDR {go_quote(text)}")
         return [net]
     first, _, last = text.partition("-")
     start, end = _ip(first), _ip(last)
     if start is None:
-        raise AddressError(f"invalid IP range {_q(text)}: invalid start IP {_q(first)}")
+        raise AddressError(f"invalid IP range {go_quote(text)}: invalid start IP {go_quote(first)}")
     if end is None:
-        raise AddressError(f"invalid IP range {_q(text)}: invalid end IP {_q(last)}")
+        raise AddressError(f"invalid IP range {go_quote(text)}: invalid end IP {go_quote(last)}")
     if start.version != end.version:
         return []
     if int(start) > int(end):
-        raise AddressError(f"invalid IP range {_q(text)}: start IP {_q(str(start))} is after the end IP {_q(str(end))}")
+        raise AddressError(
+            f"invalid IP range {go_quote(text)}: start IP {go_quote(str(start))} is after the end IP {go_quote(str(end))}"
+        )
     return list(ipaddress.summarize_address_range(start, end))  # type: ignore[type-var]
 
 
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
-
-
-def _q(text: str) -> str:
-    """Go's ``%q`` for the plain text these messages quote."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _ip(text: str) -> IP | None:
+    """MetalLB's ``net.ParseIP(strings.TrimSpace(text))``: Go's strict parser, not the sloppy one."""
+    return parse_ip(text.strip(), sloppy=False)
 
 
 # --- IPAddressPool -----------------------------------------------------------------------------
@@ -133,11 +127,15 @@ def _pool_webhook(name: str, addresses: list[str], path: Path) -> list[FieldErro
         try:
             nets = parse_addresses(text)
         except AddressError as err:
-            return [invalid_value(path.index(i), text, f"{prefix}invalid CIDR {_q(text)} in pool {_q(name)}: {err}")]
+            return [
+                invalid_value(
+                    path.index(i), text, f"{prefix}invalid CIDR {go_quote(text)} in pool {go_quote(name)}: {err}"
+                )
+            ]
         for net in nets:
             clash = next((old for old in seen if old.version == net.version and old.overlaps(net)), None)
             if clash is not None:
-                message = f"CIDR {_q(str(net))} in pool {_q(name)} overlaps with already defined CIDR {_q(str(clash))}"
+                message = f"CIDR {go_quote(str(net))} in pool {go_quote(name)} overlaps with already defined CIDR {go_quote(str(clash))}"
                 return [invalid_value(path.index(i), text, message)]
             seen.append(net)
     return []
@@ -188,13 +186,17 @@ def _peer_problem(namespace: str, name: str, spec: dict[str, Any]) -> tuple[str,
         ),
         (not address and not iface, "peerAddress", "peer has no Address or Interface specified"),
         (bool(address) and bool(iface), "peerAddress", "peer has both Address and Interface specified"),
-        (bool(address) and _ip(str(address)) is None, "peerAddress", f"invalid BGPPeer address {_q(str(address))}"),
+        (
+            bool(address) and _ip(str(address)) is None,
+            "peerAddress",
+            f"invalid BGPPeer address {go_quote(str(address))}",
+        ),
     ]
     for key, label in (("routerID", "invalid router ID"), ("sourceAddress", "invalid source IP")):
         value = str(spec.get(key) or "")
-        checks.append((bool(value) and _ip(value) is None, key, f"{label} {_q(value)}"))
-    secret = dict_of(spec.get("passwordSecret")).get("name")
-    both = f"can not have both password and secret ref set in peer config {_q(namespace)}/{_q(name)}"
+        checks.append((bool(value) and _ip(value) is None, key, f"{label} {go_quote(value)}"))
+    secret = as_dict(spec.get("passwordSecret")).get("name")
+    both = f"can not have both password and secret ref set in peer config {go_quote(namespace)}/{go_quote(name)}"
     checks.append((bool(spec.get("password")) and bool(secret), "password", both))
     return next(((key, message) for failed, key, message in checks if failed), None)
 
@@ -237,7 +239,7 @@ def _selectors(c: Check, spec: dict[str, Any], path: Path) -> None:
 def _advertisement_webhook(
     name: str, spec: dict[str, Any], v4: int | None, v6: int | None, path: Path
 ) -> list[FieldError]:
-    if list_of(spec.get("serviceSelectors")):
+    if as_list(spec.get("serviceSelectors")):
         for key, value, plain in (("aggregationLength", v4, 32), ("aggregationLengthV6", v6, 128)):
             if value is not None and value != plain:
                 message = f"serviceSelectors and {key} are mutually exclusive, both cannot be set in {name}"

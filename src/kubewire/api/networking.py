@@ -10,13 +10,13 @@ is dropped and nothing here does I/O.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from kubewire.api import meta
+from kubewire.api.core import GoValue, as_dict, as_dicts, as_list, is_int
 from kubewire.api.fields import (
     FieldError,
     Path,
@@ -25,6 +25,15 @@ from kubewire.api.fields import (
     not_supported,
     required,
     too_long,
+)
+from kubewire.api.netvalid import (
+    CIDR_ERROR,
+    IPNetwork,
+    is_valid_port_name,
+    is_valid_port_num,
+    parse_ip,
+    parse_network,
+    validate_ip,
 )
 from kubewire.api.registry import Column, Kind, Obj
 
@@ -44,30 +53,6 @@ _WILDCARD_FMT = "\\*\\." + meta.DNS1123_SUBDOMAIN_FMT
 _WILDCARD = re.compile(_WILDCARD_FMT)
 _HTTP_PATH_FMT = "[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+"
 _HTTP_PATH = re.compile(_HTTP_PATH_FMT)
-_PORT_NAME_CHARS = re.compile(r"[-a-z0-9]+")
-_CIDR_SHAPE = re.compile(r"[^/]+/[0-9]+")
-_CIDR_EXAMPLE = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
-
-
-class GoValue:
-    """A bad value Go prints with ``%#v`` (typed slices), rendered verbatim in the message."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return f"GoValue({self.text!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, GoValue) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
 
 
 # --- small upstream validators (apimachinery util/validation wording) --------------------------
@@ -98,27 +83,6 @@ def is_wildcard_dns1123_subdomain(value: str) -> list[str]:
     return errs
 
 
-def is_valid_port_num(port: Any) -> list[str]:
-    if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
-        return []
-    return ["must be between 1 and 65535, inclusive"]
-
-
-def is_valid_port_name(port: str) -> list[str]:
-    errs = []
-    if len(port) > 15:
-        errs.append("must be no more than 15 characters")
-    if not _PORT_NAME_CHARS.fullmatch(port):
-        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    if not re.search("[a-z]", port):
-        errs.append("must contain at least one letter (a-z)")
-    if "--" in port:
-        errs.append("must not contain consecutive hyphens")
-    if port and (port[0] == "-" or port[-1] == "-"):
-        errs.append("must not begin or end with a hyphen")
-    return errs
-
-
 def is_path_segment_name(name: str) -> list[str]:
     """Upstream ``IsPathSegmentName``: a name usable as one URL path segment."""
     if name in (".", ".."):
@@ -126,42 +90,8 @@ def is_path_segment_name(name: str) -> list[str]:
     return [f"may not contain '{c}'" for c in ("/", "%") if c in name]
 
 
-def is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def parse_cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    """Go's ``ParseCIDR``: ``addr/prefix`` (host bits allowed), ``None`` when unparseable."""
-    if not _CIDR_SHAPE.fullmatch(value):
-        return None
-    try:
-        return ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v if isinstance(v, dict) else {} for v in value] if isinstance(value, list) else []
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _spec(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return _dict(obj.get("spec"))
+    return as_dict(obj.get("spec"))
 
 
 # --- defaulting --------------------------------------------------------------------------------
@@ -173,8 +103,8 @@ def default_network_policy(obj: Obj) -> None:
     if not isinstance(spec, dict):
         return
     for direction in ("ingress", "egress"):
-        for rule in _dicts(spec.get(direction)):
-            for port in _dicts(rule.get("ports")):
+        for rule in as_dicts(spec.get(direction)):
+            for port in as_dicts(rule.get("ports")):
                 port.setdefault("protocol", "TCP")
     if not spec.get("policyTypes"):
         types = ["Ingress"]
@@ -212,9 +142,9 @@ def _ingress_spec(spec: dict[str, Any], path: Path) -> list[FieldError]:
         errs.append(invalid_value(path, GoValue(shown), "either `defaultBackend` or `rules` must be specified"))
     if backend is not None:
         errs.extend(_ingress_backend(backend, path.child("defaultBackend")))
-    for i, rule in enumerate(_dicts(rules)):
+    for i, rule in enumerate(as_dicts(rules)):
         errs.extend(_ingress_rule(rule, path.child("rules").index(i)))
-    for i, tls in enumerate(_dicts(spec.get("tls"))):
+    for i, tls in enumerate(as_dicts(spec.get("tls"))):
         errs.extend(_ingress_tls(tls, path.child("tls").index(i)))
     class_name = spec.get("ingressClassName")
     if class_name is not None:
@@ -233,12 +163,12 @@ def _ingress_rule(rule: dict[str, Any], path: Path) -> list[FieldError]:
     errs: list[FieldError] = []
     host = str(rule.get("host") or "")
     if host:
-        if is_ip(host):
+        if parse_ip(host) is not None:
             errs.append(invalid_value(path.child("host"), host, "must be a DNS name, not an IP address"))
         errs.extend(_host_errors(host, path.child("host")))
     http = rule.get("http")
     if isinstance(http, dict):
-        paths = _dicts(http.get("paths"))
+        paths = as_dicts(http.get("paths"))
         if not paths:
             errs.append(required(path.child("http", "paths")))
         for i, p in enumerate(paths):
@@ -295,7 +225,7 @@ def _service_backend(service: dict[str, Any], path: Path) -> list[FieldError]:
         errs.append(required(path.child("service", "name")))
     else:
         errs.extend(invalid_value(path.child("service", "name"), name, m) for m in meta.is_dns1035_label(name))
-    port = _dict(service.get("port"))
+    port = as_dict(service.get("port"))
     port_name, number = str(port.get("name") or ""), port.get("number") or 0
     if port_name and number:
         errs.append(invalid_value(path, "", "cannot set both port name & port number"))
@@ -328,7 +258,7 @@ def _typed_local_ref(ref: dict[str, Any], path: Path) -> list[FieldError]:
 
 def _ingress_tls(tls: dict[str, Any], path: Path) -> list[FieldError]:
     errs: list[FieldError] = []
-    for i, host in enumerate(_list(tls.get("hosts"))):
+    for i, host in enumerate(as_list(tls.get("hosts"))):
         errs.extend(_host_errors(str(host), path.child("hosts").index(i)))
     secret = str(tls.get("secretName") or "")
     if secret:
@@ -343,17 +273,13 @@ def _ingress_status(obj: Obj, old: Obj | None) -> list[FieldError]:
     errs: list[FieldError] = []
     for i, entry in enumerate(_lb_entries(obj)):
         ip, hostname = str(entry.get("ip") or ""), str(entry.get("hostname") or "")
-        if ip and ip not in existing and not is_ip(ip):
-            errs.append(
-                invalid_value(
-                    path.index(i).child("ip"), ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
-                )
-            )
+        if ip and ip not in existing:
+            errs.extend(validate_ip(path.index(i).child("ip"), ip))
         if hostname:
             errs.extend(
                 invalid_value(path.index(i).child("hostname"), hostname, m) for m in meta.is_dns1123_subdomain(hostname)
             )
-            if is_ip(hostname):
+            if parse_ip(hostname) is not None:
                 errs.append(
                     invalid_value(path.index(i).child("hostname"), hostname, "must be a DNS name, not an IP address")
                 )
@@ -363,7 +289,7 @@ def _ingress_status(obj: Obj, old: Obj | None) -> list[FieldError]:
 def _lb_entries(obj: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     status = (obj or {}).get("status")
     lb = status.get("loadBalancer") if isinstance(status, dict) else None
-    return _dicts(lb.get("ingress")) if isinstance(lb, dict) else []
+    return as_dicts(lb.get("ingress")) if isinstance(lb, dict) else []
 
 
 def _ingress_class_annotation(obj: Obj, spec: dict[str, Any]) -> list[FieldError]:
@@ -439,11 +365,11 @@ def validate_network_policy(obj: Obj, old: Obj | None) -> list[FieldError]:
     errs.extend(meta.validate_label_selector(spec.get("podSelector"), path.child("podSelector")))
     legacy = _existing_cidrs(old)
     for direction, peers_key in (("ingress", "from"), ("egress", "to")):
-        for i, rule in enumerate(_dicts(spec.get(direction))):
+        for i, rule in enumerate(as_dicts(spec.get(direction))):
             rule_path = path.child(direction).index(i)
-            for j, port in enumerate(_dicts(rule.get("ports"))):
+            for j, port in enumerate(as_dicts(rule.get("ports"))):
                 errs.extend(_policy_port(port, rule_path.child("ports").index(j)))
-            for j, peer in enumerate(_dicts(rule.get(peers_key))):
+            for j, peer in enumerate(as_dicts(rule.get(peers_key))):
                 errs.extend(_policy_peer(peer, rule_path.child(peers_key).index(j), legacy))
     errs.extend(_policy_types(spec.get("policyTypes"), path.child("policyTypes")))
     return errs
@@ -458,10 +384,10 @@ def _policy_port(port: dict[str, Any], path: Path) -> list[FieldError]:
     if number is None:
         if end is not None:
             errs.append(invalid_value(path.child("endPort"), end, "may not be specified when `port` is not specified"))
-    elif _is_int(number):
+    elif is_int(number):
         errs.extend(invalid_value(path.child("port"), number, m) for m in is_valid_port_num(number))
         if end is not None:
-            if _is_int(end) and end < number:
+            if is_int(end) and end < number:
                 errs.append(invalid_value(path.child("endPort"), end, "must be greater than or equal to `port`"))
             errs.extend(invalid_value(path.child("endPort"), end, m) for m in is_valid_port_num(end))
     else:
@@ -493,24 +419,22 @@ def _ip_block(block: dict[str, Any], path: Path, legacy: set[str]) -> list[Field
     cidr_text = str(block.get("cidr") or "")
     if not cidr_text:
         return [required(path.child("cidr"))]
-    cidr = parse_cidr(cidr_text)
+    cidr = parse_network(cidr_text)
     if cidr is None:
-        return [] if cidr_text in legacy else [invalid_value(path.child("cidr"), cidr_text, _CIDR_EXAMPLE)]
+        return [] if cidr_text in legacy else [invalid_value(path.child("cidr"), cidr_text, CIDR_ERROR)]
     errs: list[FieldError] = []
-    for i, text in enumerate(_list(block.get("except"))):
-        exc = parse_cidr(str(text))
+    for i, text in enumerate(as_list(block.get("except"))):
+        exc = parse_network(str(text))
         if exc is None:
             if str(text) not in legacy:
-                errs.append(invalid_value(path.child("except").index(i), text, _CIDR_EXAMPLE))
+                errs.append(invalid_value(path.child("except").index(i), text, CIDR_ERROR))
             continue
         if not _strict_subset(exc, cidr):
             errs.append(invalid_value(path.child("except").index(i), text, "must be a strict subset of `cidr`"))
     return errs
 
 
-def _strict_subset(
-    inner: ipaddress.IPv4Network | ipaddress.IPv6Network, outer: ipaddress.IPv4Network | ipaddress.IPv6Network
-) -> bool:
+def _strict_subset(inner: IPNetwork, outer: IPNetwork) -> bool:
     if inner.version != outer.version:
         return False
     return inner.network_address in outer and outer.prefixlen < inner.prefixlen
@@ -523,8 +447,8 @@ def _existing_cidrs(old: Obj | None) -> set[str]:
     found: set[str] = set()
     spec = _spec(old)
     for direction, peers_key in (("ingress", "from"), ("egress", "to")):
-        for rule in _dicts(spec.get(direction)):
-            for peer in _dicts(rule.get(peers_key)):
+        for rule in as_dicts(spec.get(direction)):
+            for peer in as_dicts(rule.get(peers_key)):
                 block = peer.get("ipBlock")
                 if isinstance(block, dict):
                     found.add(str(block.get("cidr") or ""))
@@ -573,7 +497,7 @@ NETWORK_POLICY_COLUMNS = (
 
 def format_hosts(rules: Any) -> str:
     """kubectl's ``formatHosts``: up to three hosts, then ``+ N more...``; ``*`` when none."""
-    rule_list = _dicts(rules)
+    rule_list = as_dicts(rules)
     shown: list[str] = []
     more = False
     for rule in rule_list:

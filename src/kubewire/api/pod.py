@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from kubewire.api import meta
+from kubewire.api.core import GoValue, as_dict, as_list, is_int
 from kubewire.api.fields import (
     FieldError,
     Path,
@@ -31,31 +32,15 @@ from kubewire.api.fields import (
     not_supported,
     required,
 )
+from kubewire.api.netvalid import (
+    inclusive_range_error,
+    is_valid_port_name,
+    is_valid_port_num,
+    validate_port_num_or_name,
+)
 from kubewire.api.registry import Column, FieldGetter, Kind, Obj
 
 # --- small shared helpers --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GoValue:
-    """A bad value pre-rendered the way Go's ``%#v`` prints it (maps, structs, int-or-string).
-
-    :func:`kubewire.api.fields.format_value` prints unknown types with ``str()``, so wrapping the
-    rendered text keeps it unquoted in the error sentence.
-    """
-
-    text: str
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def go_string_map(value: Any) -> GoValue:
@@ -83,13 +68,9 @@ def prefixed_paths(prefix: str, paths: Iterable[str]) -> frozenset[str]:
 
 def nonnegative(value: Any, path: Path) -> list[FieldError]:
     """Upstream ``ValidateNonnegativeField``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+    if is_int(value) and value < 0:
         return [invalid_value(path, value, "must be greater than or equal to 0")]
     return []
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # --- defaulting --------------------------------------------------------------------------------
@@ -234,34 +215,6 @@ def default_pod(obj: Obj) -> None:
 # --- validation: names, ports, env -------------------------------------------------------------
 
 
-def inclusive_range_error(lo: int, hi: int) -> str:
-    return f"must be between {lo} and {hi}, inclusive"
-
-
-def is_valid_port_num(port: int) -> list[str]:
-    return [] if 1 <= port <= 65535 else [inclusive_range_error(1, 65535)]
-
-
-_PORT_NAME_CHARSET = re.compile(r"[-a-z0-9]+")
-_HAS_LETTER = re.compile(r"[a-z]")
-
-
-def is_valid_port_name(name: str) -> list[str]:
-    """Upstream ``IsValidPortName`` (an IANA_SVC_NAME)."""
-    errs = []
-    if len(name) > 15:
-        errs.append("must be no more than 15 characters")
-    if not _PORT_NAME_CHARSET.fullmatch(name):
-        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    elif not _HAS_LETTER.search(name):
-        errs.append("must contain at least one letter (a-z)")
-    if "--" in name:
-        errs.append("must not contain consecutive hyphens")
-    if name and (name[0] == "-" or name[-1] == "-"):
-        errs.append("must not begin or end with a hyphen")
-    return errs
-
-
 def is_relaxed_env_var_name(name: str) -> list[str]:
     """Upstream ``IsRelaxedEnvVarName`` (the default since relaxed env validation went GA)."""
     if any(ord(ch) > 126 or ord(ch) < 32 or ch == "=" for ch in name):
@@ -275,15 +228,6 @@ def _dns_label_errors(value: str, path: Path) -> list[FieldError]:
 
 def _subdomain_errors(value: str, path: Path) -> list[FieldError]:
     return [invalid_value(path, value, msg) for msg in meta.is_dns1123_subdomain(value)]
-
-
-def port_num_or_name(value: Any, path: Path) -> list[FieldError]:
-    """Upstream ``ValidatePortNumOrName`` for an int-or-string port."""
-    if _is_int(value):
-        return [invalid_value(path, value, msg) for msg in is_valid_port_num(value)]
-    if isinstance(value, str):
-        return [invalid_value(path, value, msg) for msg in is_valid_port_name(value)]
-    return [invalid_value(path, value, "must be an integer or a port name")]
 
 
 SUPPORTED_PORT_PROTOCOLS = ("SCTP", "TCP", "UDP")
@@ -305,12 +249,12 @@ def validate_container_ports(ports: list[Any], path: Path) -> list[FieldError]:
         container_port = port.get("containerPort") or 0
         if not container_port:
             errs.append(required(ip.child("containerPort")))
-        elif _is_int(container_port):
+        elif is_int(container_port):
             errs.extend(
                 invalid_value(ip.child("containerPort"), container_port, m) for m in is_valid_port_num(container_port)
             )
         host_port = port.get("hostPort") or 0
-        if _is_int(host_port) and host_port:
+        if is_int(host_port) and host_port:
             errs.extend(invalid_value(ip.child("hostPort"), host_port, m) for m in is_valid_port_num(host_port))
         protocol = port.get("protocol") or ""
         if not protocol:
@@ -434,7 +378,7 @@ def _validate_http_get(http: dict[str, Any], path: Path) -> list[FieldError]:
     errs: list[FieldError] = []
     if not http.get("path"):
         errs.append(required(path.child("path")))
-    errs.extend(port_num_or_name(http.get("port"), path.child("port")))
+    errs.extend(validate_port_num_or_name(http.get("port"), path.child("port")))
     if http.get("scheme", "") not in _SUPPORTED_SCHEMES:
         errs.append(not_supported(path.child("scheme"), http.get("scheme", ""), _SUPPORTED_SCHEMES))
     return errs
@@ -446,7 +390,7 @@ def _validate_action(kind: str, action: dict[str, Any], path: Path) -> list[Fiel
     if kind == "httpGet":
         return _validate_http_get(action, path)
     if kind in ("tcpSocket", "grpc"):
-        return port_num_or_name(action.get("port"), path.child("port"))
+        return validate_port_num_or_name(action.get("port"), path.child("port"))
     return []
 
 
@@ -488,7 +432,7 @@ def validate_probe(probe: Any, name: str, path: Path) -> list[FieldError]:
         errs.append(
             invalid_value(path.child("terminationGracePeriodSeconds"), grace, "must not be set for readinessProbes")
         )
-    elif _is_int(grace) and grace <= 0:
+    elif is_int(grace) and grace <= 0:
         errs.append(invalid_value(path.child("terminationGracePeriodSeconds"), grace, "must be greater than 0"))
     return errs
 
@@ -738,7 +682,7 @@ def _validate_scheduling_fields(spec: dict[str, Any], path: Path) -> list[FieldE
         if spec.get(name):
             errs.extend(_subdomain_errors(str(spec[name]), path.child(name)))
     deadline = spec.get("activeDeadlineSeconds")
-    if deadline is not None and (not _is_int(deadline) or not 1 <= deadline <= _MAX_INT32):
+    if deadline is not None and (not is_int(deadline) or not 1 <= deadline <= _MAX_INT32):
         errs.append(invalid_value(path.child("activeDeadlineSeconds"), deadline, inclusive_range_error(1, _MAX_INT32)))
     for name in ("hostname", "subdomain"):
         if spec.get(name):
@@ -840,7 +784,7 @@ def _validate_deadline_update(new: Any, old: Any, path: Path) -> list[FieldError
         return (
             [] if old is None else [invalid_value(path, None, "must not update from a positive integer to nil value")]
         )
-    if not isinstance(new, int) or isinstance(new, bool) or not 0 <= new <= _MAX_INT32:
+    if not is_int(new) or not 0 <= new <= _MAX_INT32:
         return [invalid_value(path, new, inclusive_range_error(0, _MAX_INT32))]
     if isinstance(old, int) and old < new:
         return [invalid_value(path, new, "must be less than or equal to previous value")]

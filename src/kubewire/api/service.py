@@ -20,20 +20,13 @@ from typing import Any
 from kubewire.api import meta
 from kubewire.api.core import (
     FIELD_IMMUTABLE,
-    GoLiteral,
+    GoValue,
     as_dict,
     as_int,
     as_list,
     as_str,
     column,
-    ip_family,
-    parse_ip,
-    port_num_errors,
-    validate_cidr,
     validate_dns1123_label,
-    validate_ip,
-    validate_non_special_ip,
-    validate_port_num_or_name,
     validate_protocol,
     validate_qualified_name,
 )
@@ -46,6 +39,15 @@ from kubewire.api.fields import (
     invalid_value,
     not_supported,
     required,
+)
+from kubewire.api.netvalid import (
+    ip_family,
+    is_valid_port_num,
+    parse_ip,
+    validate_cidr,
+    validate_ip,
+    validate_non_special_ip,
+    validate_port_num_or_name,
 )
 from kubewire.api.registry import Kind, Obj
 
@@ -210,7 +212,7 @@ def _validate_port(port: Mapping[str, Any], require_name: bool, names: set[str],
         if name in names:
             errs.append(duplicate(path.child("name"), name))
         names.add(name)
-    errs.extend(invalid_value(path.child("port"), port.get("port", 0), m) for m in port_num_errors(port.get("port")))
+    errs.extend(invalid_value(path.child("port"), port.get("port", 0), m) for m in is_valid_port_num(port.get("port")))
     errs.extend(validate_protocol(port.get("protocol"), path.child("protocol")))
     errs.extend(validate_port_num_or_name(port.get("targetPort", 0), path.child("targetPort")))
     if isinstance(port.get("appProtocol"), str):
@@ -218,10 +220,10 @@ def _validate_port(port: Mapping[str, Any], require_name: bool, names: set[str],
     return errs
 
 
-def _service_port_literal(port: Mapping[str, Any]) -> GoLiteral:
+def _service_port_literal(port: Mapping[str, Any]) -> GoValue:
     """How upstream prints the (protocol, port) key of a duplicate port (Go ``%#v``)."""
     protocol, number = go_quote(as_str(port.get("protocol"))), as_int(port.get("port")) or 0
-    return GoLiteral(
+    return GoValue(
         f'core.ServicePort{{Name:"", Protocol:{protocol}, AppProtocol:(*string)(nil), Port:{number}, '
         'TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:""}, NodePort:0}'
     )
@@ -418,7 +420,7 @@ def _validate_health_check_node_port(obj: Obj) -> list[FieldError]:
         msg = "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"
         return [invalid_value(path, value, msg)] if value else []
     if value:
-        return [invalid_value(path, value, m) for m in port_num_errors(value)]
+        return [invalid_value(path, value, m) for m in is_valid_port_num(value)]
     return []
 
 
