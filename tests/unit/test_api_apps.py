@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from kubewire.api.apps import DAEMONSET, DEPLOYMENT, KINDS, REPLICASET, STATEFULSET, selector_string
+from kubewire.api.apps import DAEMONSET, DEPLOYMENT, KINDS, REPLICASET, STATEFULSET
+from kubewire.api.meta import selector_string
 from kubewire.api.registry import Kind, Registry
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -66,33 +66,6 @@ def go_label_selector(sel: Any) -> GoValue:
     return GoValue(f"v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{rendered}}}")
 
 
-def _requirement_text(key: str, op: str, values: list[str]) -> str:
-    if op == "Exists":
-        return key
-    if op == "DoesNotExist":
-        return "!" + key
-    joined = values[0] if len(values) == 1 else ",".join(sorted(values))
-    if op == "=":
-        return f"{key}={joined}"
-    return f"{key} {'in' if op == 'In' else 'notin'} ({joined})"
-
-
-def selector_string(sel: Any) -> str:
-    """``LabelSelectorAsSelector(sel).String()``: requirements sorted by key, ``""`` if none."""
-    sel = as_dict(sel)
-    reqs = [(str(k), "=", [str(v)]) for k, v in as_dict(sel.get("matchLabels")).items()]
-    for e in as_list(sel.get("matchExpressions")):
-        e = as_dict(e)
-        reqs.append((str(e.get("key", "")), str(e.get("operator", "")), [str(v) for v in as_list(e.get("values"))]))
-    reqs.sort(key=lambda r: r[0])
-    return ",".join(_requirement_text(*r) for r in reqs)
-
-
-def format_label_selector(sel: Any) -> str:
-    """``metav1.FormatLabelSelector``: the selector string, ``<none>`` when it selects everything."""
-    return selector_string(sel) or "<none>"
-
-
 # --- defaulting --------------------------------------------------------------------------------
 
 
@@ -599,7 +572,7 @@ def deployment_row(obj: Obj, now: datetime) -> list[Any]:
         meta.age(obj, now),
         names,
         images,
-        selector_string(spec.get("selector")),
+        meta.selector_string(spec.get("selector")),
     ]
 
 
@@ -627,7 +600,7 @@ def replicaset_row(obj: Obj, now: datetime) -> list[Any]:
         meta.age(obj, now),
         names,
         images,
-        format_label_selector(spec.get("selector")),
+        meta.format_selector(spec.get("selector")),
     ]
 
 
@@ -699,7 +672,7 @@ def daemonset_row(obj: Obj, now: datetime) -> list[Any]:
         meta.age(obj, now),
         names,
         images,
-        format_label_selector(spec.get("selector")),
+        meta.format_selector(spec.get("selector")),
     ]
 
 

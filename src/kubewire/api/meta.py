@@ -479,20 +479,37 @@ def format_labels(labels: Mapping[str, str] | None) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def format_selector(sel: Mapping[str, Any] | None) -> str:
-    """``metav1.FormatLabelSelector``: ``app=web,tier in (a,b)`` or ``<none>``."""
-    if sel is None:
-        return "<none>"
-    parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items())]
-    for e in sel.get("matchExpressions") or []:
-        op, key, values = e.get("operator"), e.get("key"), e.get("values") or []
-        if op == "In":
-            parts.append(f"{key} in ({','.join(values)})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(values)})")
-        elif op == "Exists":
-            parts.append(str(key))
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    text = ",".join(parts)
-    return text or "<none>"
+def _requirement_text(key: str, op: str, values: list[str]) -> str:
+    if op == "Exists":
+        return key
+    if op == "DoesNotExist":
+        return "!" + key
+    joined = values[0] if len(values) == 1 else ",".join(sorted(values))
+    if op == "=":
+        return f"{key}={joined}"
+    return f"{key} {'in' if op == 'In' else 'notin'} ({joined})"
+
+
+def selector_string(sel: Any) -> str:
+    """``LabelSelectorAsSelector(sel).String()``: requirements sorted by key, ``""`` if none."""
+    sel = sel if isinstance(sel, Mapping) else {}
+    labels = sel.get("matchLabels")
+    reqs = [(str(k), "=", [str(v)]) for k, v in (labels.items() if isinstance(labels, Mapping) else ())]
+    exprs = sel.get("matchExpressions")
+    for e in exprs if isinstance(exprs, list) else ():
+        if isinstance(e, Mapping):
+            values = e.get("values")
+            reqs.append(
+                (
+                    str(e.get("key", "")),
+                    str(e.get("operator", "")),
+                    [str(v) for v in values] if isinstance(values, list) else [],
+                )
+            )
+    reqs.sort(key=lambda r: r[0])
+    return ",".join(_requirement_text(*r) for r in reqs)
+
+
+def format_selector(sel: Any) -> str:
+    """``metav1.FormatLabelSelector``: the selector string, ``<none>`` when it selects everything."""
+    return selector_string(sel) or "<none>"

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from kubewire.api import patch as patching
 from kubewire.api import protobuf
-from kubewire.api.meta import now_rfc3339
+from kubewire.api.meta import now_rfc3339, selector_string
 from kubewire.api.registry import Kind, Obj, Registry
 from kubewire.api.selection import Selection
 from kubewire.apiserver import discovery, tables
@@ -544,9 +544,7 @@ class APIServer:
     def _scale_of(self, t: Target, obj: Obj) -> Obj:
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
         selector = spec.get("selector") or {}
-        from kubewire.api.meta import format_selector
-
-        sel_text = format_selector(selector) if selector else ""
+        sel_text = selector_string(selector)
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
