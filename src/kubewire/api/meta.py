@@ -7,6 +7,7 @@ Pure functions over wire-form dicts.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -426,10 +427,17 @@ def now_rfc3339(now: datetime | None = None) -> str:
 
 
 def parse_time(value: str | None) -> datetime | None:
-    if not value:
+    """An RFC 3339 timestamp (``2026-01-02T03:04:05Z``) as an aware datetime, None if unparseable."""
+    if not value or not isinstance(value, str):
         return None
+    return _parse_time(value[:19])
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_time(value: str) -> datetime | None:
+    # Objects created in the same second share a timestamp, so tables of thousands parse few.
     try:
-        return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
     except ValueError:
         return None
 
