@@ -128,6 +128,21 @@ async def run(count: int, concurrency: int) -> dict[str, float]:
             ) as resp:
                 await resp.read()
             table_time = time.perf_counter() - t0
+            serial: list[float] = []
+            for i in range(500):  # one client, one request at a time: latency without queueing
+                body = json.dumps(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": f"serial-{i}"},
+                        "data": {"i": str(i)},
+                    }
+                )
+                t0 = time.perf_counter()
+                async with http.post(f"{base}/api/v1/namespaces/default/configmaps", data=body) as resp:
+                    await resp.read()
+                serial.append(time.perf_counter() - t0)
+            serial.sort()
         latencies.sort()
         return {
             "objects": 2 * count,
