@@ -302,3 +302,9 @@ def test_everything_survives_reopen(tmp_path: Path) -> None:
     s.delete(DEPLOY, "default", "web")  # the owner index is rebuilt: the cascade still works
     assert s.list_objects(POD) == []
     s.close()
+
+
+def test_update_with_reordered_keys_is_a_no_op(store: Store) -> None:
+    created = store.create(CM, cm("a"))
+    reordered = {k: created[k] for k in reversed(list(created))}
+    assert store.update(CM, reordered)["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]

@@ -441,7 +441,7 @@ class Store:
         self._admit("UPDATE", kind, new, old)
         if dry_run:
             return new
-        return self._write_update(kind, entry, new)
+        return self._write_update(kind, entry, new, old)
 
     def _merge_for_update(self, kind: Kind, old: Obj, obj: Obj, subresource: str) -> Obj:
         old_meta = old["metadata"]
@@ -478,10 +478,10 @@ class Store:
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         return new
 
-    def _write_update(self, kind: Kind, entry: Entry, new: Obj) -> Obj:
+    def _write_update(self, kind: Kind, entry: Entry, new: Obj, old: Obj) -> Obj:
         new["metadata"]["resourceVersion"] = entry.meta["resourceVersion"]
-        if dumps(new) == entry.raw:
-            return loads(entry.raw)  # type: ignore[no-any-return]  # a no-op write: no new revision, as upstream
+        if new == old:
+            return old  # a no-op write (key order aside): no new revision, as upstream
         stored = self._commit(kind, "MODIFIED", new, entry)
         if stored["metadata"].get("deletionTimestamp"):
             self._pending_gc.append(("finalize", stored["metadata"]["uid"]))
