@@ -137,7 +137,16 @@ async def status(state: ClusterState) -> str:
     return f"cluster {state.name}: running (pid {pid})\n  API server: {state.server_url()}\n  kubeconfig: {state.kubeconfig_path}"
 
 
+def _command() -> str:
+    """How the user can call kubewire again: by name when it is on PATH, else by its path."""
+    installed = Path(sys.executable).parent / "kubewire"
+    if shutil.which("kubewire") == str(installed) or not installed.exists():
+        return "kubewire"
+    return str(installed)
+
+
 def welcome(state: ClusterState) -> str:
+    kw = _command()
     return (
         f"kubewire cluster {state.name!r} is up: {state.server_url()}\n\n"
         "Try:\n"
@@ -145,5 +154,6 @@ def welcome(state: ClusterState) -> str:
         "  kubectl get all -A\n"
         "  kubectl get svc,deploy,endpointslices -o wide\n"
         "  kubectl apply -f examples/   # the example app\n"
-        f"  kubewire --name {state.name} down\n"
+        f"  {kw} --name {state.name} get svc\n"
+        f"  {kw} --name {state.name} down\n"
     )
