@@ -42,9 +42,10 @@ def _no_validation(obj: Obj, old: Obj | None) -> list[FieldError]:
     return []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Kind:
-    """Everything kubewire knows about one served resource type."""
+    """Everything kubewire knows about one served resource type (one instance per type, so
+    identity is equality and kinds can key dicts)."""
 
     group: str
     version: str

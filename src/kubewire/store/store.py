@@ -17,7 +17,7 @@ import asyncio
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,9 +33,14 @@ from kubewire.errors import AlreadyExists, BadRequest, Conflict, Forbidden, Gone
 from kubewire.store.backend import Backend, Change
 
 Clock = Callable[[], datetime]
-# An admission step: (operation "CREATE"/"UPDATE"/"DELETE", kind, new object, old object) ->
-# mutate new in place or raise a StatusError.  Allocators (service IPs, node ports) plug in here.
-Admission = Callable[[str, Kind, Obj, "Obj | None"], None]
+# An admission step: (operation "CREATE"/"UPDATE", kind, new object, old object, dry_run) ->
+# mutate new in place or raise a StatusError.  Allocators (service IPs, node ports) plug in here;
+# they must not keep anything when dry_run is true.  Steps run after validation, just before the
+# write, so a refusal by an earlier check never reaches them.
+Admission = Callable[[str, Kind, Obj, "Obj | None", bool], None]
+# Called once an object is really gone from the store (after finalizers and cascades): where
+# allocators release what the object held.
+RemovalHook = Callable[[Kind, Obj], None]
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 MEMORY_HISTORY = 20_000
@@ -190,6 +195,7 @@ class Store:
         self.clock = clock
         self.backend = Backend(path, durability=durability, history_limit=history_limit)
         self.admission: list[Admission] = []
+        self.removal_hooks: list[RemovalHook] = []
         self._objects: dict[str, dict[tuple[str, str], Entry]] = {k.resource_key: {} for k in registry.kinds}
         self._by_uid: dict[str, tuple[str, str, str]] = {}
         self._ns_count: dict[str, int] = {}
@@ -306,6 +312,11 @@ class Store:
                 last = key
         return out, self.rv, None
 
+    def iter_objects(self, kind: Kind) -> Iterator[Obj]:
+        """Every stored object of a kind, parsed (for start-up rebuilds such as allocators)."""
+        for entry in list(self._bucket(kind).values()):
+            yield entry.obj
+
     def list_objects(self, kind: Kind, selection: Selection | None = None) -> list[Obj]:
         items, _, _ = self.list_raw(kind, selection or Selection())
         return [loads(r) for r in items]
@@ -346,9 +357,9 @@ class Store:
             w.offer(ev)
         return obj
 
-    def _admit(self, op: str, kind: Kind, new: Obj, old: Obj | None) -> None:
+    def _admit(self, op: str, kind: Kind, new: Obj, old: Obj | None, dry_run: bool) -> None:
         for step in self.admission:
-            step(op, kind, new, old)
+            step(op, kind, new, old, dry_run)
 
     def _check_namespace(self, kind: Kind, obj: Obj) -> None:
         if not kind.namespaced:
@@ -391,7 +402,7 @@ class Store:
         ident: tuple[str, str] = (meta.get("namespace", "") if kind.namespaced else "", meta["name"])
         if ident in self._bucket(kind):
             raise AlreadyExists(kind.plural, meta["name"], kind.group)
-        self._admit("CREATE", kind, obj, None)
+        self._admit("CREATE", kind, obj, None, dry_run)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = self._now()
         if kind.tracks_generation:
@@ -438,7 +449,7 @@ class Store:
         errors = kind.validate(new, old)
         if errors:
             raise invalid(kind.kind, meta["name"], errors, kind.group)
-        self._admit("UPDATE", kind, new, old)
+        self._admit("UPDATE", kind, new, old, dry_run)
         if dry_run:
             return new
         return self._write_update(kind, entry, new, old)
@@ -518,7 +529,6 @@ class Store:
                 f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, ResourceVersion in object meta: {meta['resourceVersion']}",
                 kind.group,
             )
-        self._admit("DELETE", kind, obj, obj)
         if dry_run:
             return obj, False
         finalizers = list(meta.get("finalizers") or [])
@@ -578,6 +588,8 @@ class Store:
     def _remove(self, kind: Kind, entry: Entry) -> None:
         obj = loads(entry.raw)
         self._commit(kind, "DELETED", obj, entry)
+        for hook in self.removal_hooks:
+            hook(kind, obj)
         self._pending_gc.append(("removed", obj["metadata"]["uid"]))
         for ref in obj["metadata"].get("ownerReferences") or []:
             # an owner waiting in foreground deletion may now be free

@@ -34,6 +34,10 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def busy(self) -> bool:
+        """Anything queued, being processed, or waiting on a backoff timer."""
+        return bool(self._queue or self._processing or self._timers)
+
     def add(self, key: str) -> None:
         if self._shutdown or key in self._dirty:
             return
