@@ -190,6 +190,47 @@ def random_suffix(n: int = 5) -> str:
 # ---------------------------------------------------------------------------------- writer
 
 
+@dataclass(frozen=True)
+class Written:
+    """One write the Writer made: enough to tell when an informer's cache shows it."""
+
+    kind: Kind
+    key: str
+    uid: str
+    resource_version: str
+    deleted: bool = False
+
+    @classmethod
+    def of(cls, kind: Kind, obj: Obj, deleted: bool = False) -> Written:
+        meta = obj.get("metadata") or {}
+        return cls(kind, key_of(obj), str(meta.get("uid", "")), str(meta.get("resourceVersion", "")), deleted)
+
+    def seen_by(self, informer: Informer) -> bool:
+        """Whether the cache reflects this write: a deletion once the object is gone, terminating
+        or replaced; anything else once the cache holds this revision or a later one."""
+        cached = informer.get(self.key)
+        if self.deleted:
+            if cached is None:
+                return True
+            meta = cached.get("metadata") or {}
+            return bool(meta.get("deletionTimestamp")) or meta.get("uid") != self.uid
+        if cached is None:
+            return False
+        return _revision(cached) >= _revision_of(self.resource_version)
+
+
+def _revision_of(rv: str) -> int:
+    # Revisions are opaque to clients, but kubewire's and etcd's are increasing integers.
+    try:
+        return int(rv)
+    except ValueError:
+        return 0
+
+
+def _revision(obj: Obj) -> int:
+    return _revision_of(str((obj.get("metadata") or {}).get("resourceVersion", "")))
+
+
 class Writer:
     """Carries out plans through a client; the only place controllers' writes happen."""
 
@@ -201,28 +242,34 @@ class Writer:
         assert event_kind is not None
         self.event_kind = event_kind
 
-    async def write(self, plan: Plan) -> list[StatusError]:
-        """Run every action; returns the failures (one failing action does not stop the rest)."""
+    async def write(self, plan: Plan) -> tuple[list[StatusError], list[Written]]:
+        """Run every action; returns the failures (one failing action does not stop the rest) and
+        what was written, so the caller can wait for its caches to show it."""
         errors: list[StatusError] = []
+        written: list[Written] = []
         for action in plan.actions:
             try:
-                await self._one(action)
+                done = await self._one(action)
             except (AlreadyExists, NotFound) as err:
                 if isinstance(action, Delete) and isinstance(err, NotFound):
                     continue  # already gone: the goal is met
                 errors.append(err)
             except StatusError as err:
                 errors.append(err)
-        return errors
+            else:
+                if done is not None:
+                    written.append(done)
+        return errors, written
 
-    async def _one(self, action: Action) -> None:
+    async def _one(self, action: Action) -> Written | None:
         c = self.client
         if isinstance(action, Create):
-            await c.create(action.kind, action.obj, field_manager=self.component)
-        elif isinstance(action, Update):
-            await c.update(action.kind, action.obj, subresource=action.subresource, field_manager=self.component)
-        elif isinstance(action, Patch):
-            await c.patch(
+            return Written.of(action.kind, await c.create(action.kind, action.obj, field_manager=self.component))
+        if isinstance(action, Update):
+            obj = await c.update(action.kind, action.obj, subresource=action.subresource, field_manager=self.component)
+            return Written.of(action.kind, obj)
+        if isinstance(action, Patch):
+            obj = await c.patch(
                 action.kind,
                 action.name,
                 action.body,
@@ -231,14 +278,16 @@ class Writer:
                 self.component,
                 action.subresource,
             )
-        elif isinstance(action, Delete):
+            return Written.of(action.kind, obj)
+        if isinstance(action, Delete):
             if action.uid:
                 live = await c.get(action.kind, action.name, action.namespace)
                 if live["metadata"].get("uid") != action.uid:
-                    return
-            await c.delete(action.kind, action.name, action.namespace, action.propagation, action.grace_period)
-        else:
-            await self._record(action)
+                    return None
+            obj = await c.delete(action.kind, action.name, action.namespace, action.propagation, action.grace_period)
+            return Written.of(action.kind, obj, deleted=True)
+        await self._record(action)
+        return None
 
     async def _record(self, ev: RecordEvent) -> None:
         meta = ev.involved.get("metadata") or {}
@@ -289,8 +338,10 @@ class Manager:
         component: str = "kube-controller-manager",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         workers: int = 1,
+        observe_timeout: float = 5.0,
     ) -> None:
         self.client = client
+        self.observe_timeout = observe_timeout
         self.registry = registry
         self.clock = clock
         self.workers = workers
@@ -368,7 +419,8 @@ class Manager:
             run.errors[key] = f"reconcile: {exc}"
             run.queue.add_rate_limited(key)
             return
-        failures = await self.writer.write(plan)
+        failures, written = await self.writer.write(plan)
+        await self._observe(written)
         if failures:
             conflict_only = all(isinstance(f, Conflict) for f in failures)
             level = logging.DEBUG if conflict_only else logging.WARNING
@@ -381,15 +433,24 @@ class Manager:
         if plan.requeue_after is not None:
             run.queue.add_after(key, plan.requeue_after)
 
-    async def wait_idle(self, timeout: float = 10.0, quiet: float = 0.02) -> None:
+    async def _observe(self, written: list[Written]) -> None:
+        """Wait (bounded) until the informers show this key's writes, so the next reconcile of the
+        key does not act on a cache from before them (upstream's "expectations", in general)."""
+        for w in written:
+            informer = self.informers.get(w.kind.resource_key)
+            if informer is not None and not await informer.wait_until(w.seen_by, self.observe_timeout):
+                log.debug("cache of %s did not show %s within %.1fs", w.kind.resource_key, w.key, self.observe_timeout)
+
+    async def wait_idle(self, timeout: float = 10.0, quiet: float = 0.02, horizon: float = 1.0) -> None:
         """Wait until no queue has work for ``quiet`` seconds in a row (events in flight from the
-        informers land within that window); tests and benchmarks synchronise on this."""
+        informers land within that window); retries and timers due later than ``horizon``
+        seconds do not count as work.  Tests and benchmarks synchronise on this."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         idle_since: float | None = None
         while True:
             now = loop.time()
-            if any(r.queue.busy() for r in self._running):
+            if any(r.queue.busy(horizon) for r in self._running):
                 idle_since = None
             elif idle_since is None:
                 idle_since = now

@@ -87,6 +87,7 @@ class Informer:
         self._indexers: dict[str, IndexFn] = {}
         self._indexes: dict[str, dict[str, set[str]]] = {}
         self._handlers: builtins.list[Handlers] = []
+        self._changed = asyncio.Event()  # replaced after every applied change; see wait_until
 
     # ------------------------------------------------------------------ reads
 
@@ -166,6 +167,25 @@ class Informer:
             self._upsert(ev.object)
         elif ev.type == "DELETED":
             self._remove(ev.object)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, done: Callable[[Informer], bool], timeout: float) -> bool:
+        """Wait until ``done(self)`` holds (checked after every change the cache applies), at most
+        ``timeout`` seconds; returns whether it came true.  Controllers use it to read their own
+        writes before reconciling the same key again."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while not done(self):
+            left = end - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+        return True
 
     # ------------------------------------------------------------------ the loop
 
@@ -174,6 +194,7 @@ class Informer:
         self._replace(items)
         self.resource_version = rv
         self.synced.set()
+        self._notify()
 
     async def run(self) -> None:
         """List, then watch forever (until cancelled), recovering from every failure."""

@@ -34,9 +34,15 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._queue)
 
-    def busy(self) -> bool:
-        """Anything queued, being processed, or waiting on a backoff timer."""
-        return bool(self._queue or self._processing or self._timers)
+    def busy(self, horizon: float | None = None) -> bool:
+        """Anything queued, being processed, or waiting on a timer (only timers due within
+        ``horizon`` seconds count when it is given: a retry in ten minutes is not work now)."""
+        if self._queue or self._processing:
+            return True
+        if horizon is None:
+            return bool(self._timers)
+        limit = asyncio.get_running_loop().time() + horizon
+        return any(t.when() <= limit for t in self._timers.values())
 
     def add(self, key: str) -> None:
         if self._shutdown or key in self._dirty:
