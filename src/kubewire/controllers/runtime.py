@@ -79,7 +79,19 @@ class RecordEvent:
     message: str
 
 
-Action = Create | Update | Patch | Delete | RecordEvent
+@dataclass(frozen=True)
+class Bind:
+    """Assign a pod to a node through the ``pods/binding`` subresource (the scheduler's write);
+    ``uid`` guards against binding a newer pod of the same name.  ``kind`` is the Pod kind."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    node: str
+    uid: str = ""
+
+
+Action = Create | Update | Patch | Delete | RecordEvent | Bind
 
 
 @dataclass
@@ -129,7 +141,9 @@ class Caches:
 
 
 class Controller(Protocol):
-    """A reconciler; see the module docstring."""
+    """A reconciler; see the module docstring.  A controller may also define ``bind(caches)``:
+    the Manager calls it once, before any event, for mappers that must look up related objects
+    (a pod's Services, say) to turn an event into keys."""
 
     name: str
 
@@ -286,6 +300,8 @@ class Writer:
                     return None
             obj = await c.delete(action.kind, action.name, action.namespace, action.propagation, action.grace_period)
             return Written.of(action.kind, obj, deleted=True)
+        if isinstance(action, Bind):
+            return Written.of(action.kind, await c.bind(action.namespace, action.name, action.node, action.uid))
         await self._record(action)
         return None
 
@@ -351,6 +367,9 @@ class Manager:
         self._running = [_Running(c, WorkQueue()) for c in controllers]
         self._tasks: list[asyncio.Task[None]] = []
         for run in self._running:
+            bind = getattr(run.controller, "bind", None)
+            if callable(bind):  # mappers that look up related objects (a pod's Services) read the caches
+                bind(self.caches)
             for kind, mapper in run.controller.watches().items():
                 informer = self._informer(kind)
                 informer.add_handlers(self._handlers(run, mapper))
