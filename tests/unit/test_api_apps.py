@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from kubewire.api.apps import DAEMONSET, DEPLOYMENT, KINDS, REPLICASET, STATEFULSET
+from kubewire.api.apps import CONTROLLER_REVISION, DAEMONSET, DEPLOYMENT, KINDS, REPLICASET, STATEFULSET, WORKLOAD_KINDS
 from kubewire.api.meta import selector_string
 from kubewire.api.registry import Kind, Registry
 
@@ -506,8 +506,9 @@ def test_kind_metadata() -> None:
     assert registry.lookup("rs") is REPLICASET
     assert registry.lookup("sts") is STATEFULSET
     assert registry.lookup("ds") is DAEMONSET
-    assert [k.plural for k in KINDS] == ["deployments", "replicasets", "statefulsets", "daemonsets"]
-    assert all(k.api_version == "apps/v1" and k.categories == ("all",) and k.tracks_generation for k in KINDS)
+    assert registry.lookup("controllerrevisions") is CONTROLLER_REVISION
+    assert [k.plural for k in WORKLOAD_KINDS] == ["deployments", "replicasets", "statefulsets", "daemonsets"]
+    assert all(k.api_version == "apps/v1" and k.categories == ("all",) and k.tracks_generation for k in WORKLOAD_KINDS)
     assert (
         DEPLOYMENT.subresources == REPLICASET.subresources == STATEFULSET.subresources == frozenset({"status", "scale"})
     )
@@ -515,7 +516,7 @@ def test_kind_metadata() -> None:
 
 
 def test_merge_metadata() -> None:
-    for kind in KINDS:
+    for kind in WORKLOAD_KINDS:
         assert kind.merge_keys["spec.template.spec.containers"] == "name"
         assert kind.merge_keys["spec.template.spec.containers.ports"] == "containerPort"
         assert kind.merge_keys["spec.template.spec.volumes"] == "name"

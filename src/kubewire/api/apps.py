@@ -1,10 +1,11 @@
-"""apps/v1 workloads: Deployment, ReplicaSet, StatefulSet and DaemonSet.
+"""apps/v1 workloads: Deployment, ReplicaSet, StatefulSet and DaemonSet, plus ControllerRevision.
 
 This module owns the object model of the four pod-controller kinds: their upstream defaults
 (``pkg/apis/apps/v1/defaults.go``), validation with upstream field paths and wording
 (``pkg/apis/apps/validation/validation.go`` plus the selector immutability the registry
 strategies add), strategic-merge metadata and the ``kubectl get`` columns
-(``pkg/printers/internalversion/printers.go``).  Everything about the embedded pod template is
+(``pkg/printers/internalversion/printers.go``); and of ControllerRevision, the immutable template
+snapshot the StatefulSet and DaemonSet controllers keep for rollouts.  Everything about the embedded pod template is
 delegated to :mod:`kubewire.api.pod`, so a Deployment's template is defaulted and validated
 exactly like a Pod's spec.  Pure functions over wire-form dicts; unknown fields are kept.
 """
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from kubewire.api import meta
-from kubewire.api.core import GoValue, as_dict, as_int, as_list, is_int
+from kubewire.api.core import FIELD_IMMUTABLE, GoValue, as_dict, as_int, as_list, is_int
 from kubewire.api.fields import FieldError, Path, forbidden, invalid_value, not_supported, required
 from kubewire.api.pod import (
     AGE_COLUMN,
@@ -513,6 +514,18 @@ def validate_daemonset(obj: Obj, old: Obj | None) -> list[FieldError]:
     return errs + _selector_immutable(spec, old)
 
 
+def validate_controller_revision(obj: Obj, old: Obj | None) -> list[FieldError]:
+    """Upstream ``ValidateControllerRevisionCreate`` / ``ValidateControllerRevisionUpdate``:
+    ``data`` is required and can never change; ``revision`` is non-negative."""
+    errs = meta.validate_object_meta(obj, True, meta.is_dns1123_subdomain, old)
+    if obj.get("data") is None:
+        errs.append(required(Path("data")))
+    errs.extend(nonnegative(obj.get("revision"), Path("revision")))
+    if old is not None and obj.get("data") != old.get("data"):
+        errs.append(invalid_value(Path("data"), GoValue("runtime.RawExtension{...}"), FIELD_IMMUTABLE))
+    return errs
+
+
 # --- strategic merge metadata ------------------------------------------------------------------
 
 TEMPLATE_SPEC = "spec.template.spec"
@@ -676,6 +689,27 @@ def daemonset_row(obj: Obj, now: datetime) -> list[Any]:
     ]
 
 
+CONTROLLER_REVISION_COLUMNS = (
+    NAME_COLUMN,
+    Column("Controller", "string", "", "Controller of the object"),
+    Column("Revision", "string", "", "Revision indicates the revision of the state represented by Data."),
+    AGE_COLUMN,
+)
+
+
+def controller_revision_row(obj: Obj, now: datetime) -> list[Any]:
+    """Upstream ``printControllerRevision``: the controller as ``statefulset.apps/web``."""
+    controller = "<none>"
+    for ref in as_list(as_dict(obj.get("metadata")).get("ownerReferences")):
+        ref = as_dict(ref)
+        if ref.get("controller") is True:
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            kind = str(ref.get("kind", "")) + (f".{group}" if group else "")
+            controller = f"{kind.lower()}/{ref.get('name', '')}"
+            break
+    return [meta.name_of(obj), controller, _int(obj.get("revision")), meta.age(obj, now)]
+
+
 def _status_replicas(obj: Obj) -> str:
     return str(_int(as_dict(obj.get("status")).get("replicas")))
 
@@ -748,4 +782,18 @@ DAEMONSET = _workload(
     (DAEMONSET_COLUMNS, daemonset_row),
 )
 
-KINDS: list[Kind] = [DEPLOYMENT, REPLICASET, STATEFULSET, DAEMONSET]
+CONTROLLER_REVISION = Kind(
+    group="apps",
+    version="v1",
+    kind="ControllerRevision",
+    plural="controllerrevisions",
+    namespaced=True,
+    validate=validate_controller_revision,
+    columns=CONTROLLER_REVISION_COLUMNS,
+    row=controller_revision_row,
+    tracks_generation=False,
+)
+
+# The four pod controllers (they share template defaulting, merge keys and the "all" category).
+WORKLOAD_KINDS: list[Kind] = [DEPLOYMENT, REPLICASET, STATEFULSET, DAEMONSET]
+KINDS: list[Kind] = [*WORKLOAD_KINDS, CONTROLLER_REVISION]
