@@ -172,10 +172,10 @@ def default_registry() -> Registry:
     """The registry of every kind kubewire serves (built once)."""
     global _REGISTRY
     if _REGISTRY is None:
-        from kubewire.api import apps, core, discovery, gateway, metallb, networking, pod, service
+        from kubewire.api import apps, coordination, core, discovery, gateway, metallb, networking, pod, service
 
         kinds: list[Kind] = []
-        for module in (core, pod, service, apps, discovery, networking, gateway, metallb):
+        for module in (core, pod, service, apps, coordination, discovery, networking, gateway, metallb):
             kinds.extend(module.KINDS)
         _REGISTRY = Registry(kinds)
     return _REGISTRY

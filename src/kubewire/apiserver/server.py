@@ -26,6 +26,7 @@ from aiohttp import web
 
 from kubewire.api import patch as patching
 from kubewire.api import protobuf
+from kubewire.api.fields import FieldError, Path, invalid, not_supported, required
 from kubewire.api.meta import now_rfc3339, selector_string
 from kubewire.api.registry import Kind, Obj, Registry
 from kubewire.api.selection import Selection
@@ -92,6 +93,7 @@ class APIServer:
         self.server_address = "127.0.0.1:6443"
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._pods = self.registry.by_kind("", "v1", "Pod")
         self._closing = asyncio.Event()
 
     # ------------------------------------------------------------------ plumbing
@@ -193,7 +195,8 @@ class APIServer:
         sub = rest[2] if len(rest) > 2 else ""
         if len(rest) > 3:
             raise _not_found_path()
-        if sub and sub not in kind.subresources and not (sub == "finalize" and kind.plural == "namespaces"):
+        special = (sub == "finalize" and kind.plural == "namespaces") or (sub == "binding" and kind is self._pods)
+        if sub and sub not in kind.subresources and not special:
             raise _not_found_path()
         return Target(kind, namespace, name, sub)
 
@@ -221,6 +224,8 @@ class APIServer:
             return await self._scale(request, target)
         if target.subresource == "log":
             return await self._log(request, target)
+        if target.subresource == "binding":
+            return await self._bind(request, target)
         if method == "GET":
             return self._get(request, target)
         if method == "PUT":
@@ -585,6 +590,34 @@ class APIServer:
             obj["metadata"]["resourceVersion"] = rv
         updated = self.store.update(t.kind, obj)
         return _json(self._scale_of(t, updated))
+
+    async def _bind(self, request: web.Request, t: Target) -> web.Response:
+        """``POST pods/{name}/binding`` (upstream ``BindingREST.Create``): answers a Status Success."""
+        if request.method != "POST":
+            raise MethodNotSupported("pods/binding", request.method)
+        binding = await self._body(request)
+        meta = binding.get("metadata") or {}
+        if meta.get("namespace") and meta["namespace"] != t.namespace:
+            raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+        if meta.get("name") != t.name:
+            raise BadRequest("name in URL does not match name in Binding object")
+        target = binding.get("target") or {}
+        errors: list[FieldError] = []
+        if target.get("kind") and target["kind"] != "Node":
+            errors.append(not_supported(Path("target").child("kind"), target["kind"], ["Node", "<empty>"]))
+        if not target.get("name"):
+            errors.append(required(Path("target").child("name")))
+        if errors:
+            raise invalid("Binding", t.name, errors)
+        self.store.bind(
+            t.namespace,
+            t.name,
+            str(target["name"]),
+            uid=str(meta.get("uid") or ""),
+            annotations=meta.get("annotations") or None,
+            dry_run=_dry_run(request),
+        )
+        return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
 
     async def _log(self, request: web.Request, t: Target) -> web.StreamResponse:
         pod = self.store.get(t.kind, t.namespace, t.name)

@@ -60,6 +60,10 @@ class Client(Protocol):
         grace_period: int | None = None,
     ) -> Obj: ...
 
+    async def bind(self, namespace: str, name: str, node: str, uid: str = "") -> Obj:
+        """Bind a pod to a node (``POST pods/{name}/binding``); returns the bound pod."""
+        ...
+
     def watch(
         self,
         kind: Kind,

@@ -189,6 +189,23 @@ class HttpClient:
         result: Obj = await self.request("DELETE", resource_path(kind, namespace, name), body=opts)
         return result
 
+    async def bind(self, namespace: str, name: str, node: str, uid: str = "") -> Obj:
+        """POST a ``Binding`` (the server answers with a Status), then read the bound pod back so
+        callers can tell when their caches show it."""
+        meta: Obj = {"name": name, "namespace": namespace}
+        if uid:
+            meta["uid"] = uid
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": meta,
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        pods = f"/api/v1/namespaces/{namespace}/pods/{name}"
+        await self.request("POST", f"{pods}/binding", body=binding)
+        result: Obj = await self.request("GET", pods)
+        return result
+
     async def watch(
         self,
         kind: Kind,

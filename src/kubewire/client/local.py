@@ -96,6 +96,9 @@ class LocalClient:
         obj, _ = self.store.delete(kind, namespace, name, grace_period=grace_period, propagation=propagation)
         return obj
 
+    async def bind(self, namespace: str, name: str, node: str, uid: str = "") -> Obj:
+        return self.store.bind(namespace, name, node, uid)
+
     async def watch(
         self,
         kind: Kind,

@@ -499,6 +499,46 @@ class Store:
         self._drain()
         return loads(dumps(stored))  # type: ignore[no-any-return]
 
+    def bind(
+        self,
+        namespace: str,
+        name: str,
+        node_name: str,
+        uid: str = "",
+        annotations: dict[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        """The ``pods/binding`` subresource (upstream ``BindingREST``): set ``spec.nodeName`` — which
+        a plain update may not change — and the ``PodScheduled`` condition True; returns the pod.
+        Conflict when the pod is bound, being deleted, gated, or another incarnation (``uid``)."""
+        kind = self.registry.by_kind("", "v1", "Pod")
+        if kind is None:
+            raise NotFound("pods", name)
+        entry = self._entry(kind, namespace, name)
+        old = entry.obj
+        meta, spec = old["metadata"], old.get("spec") or {}
+        if uid and uid != meta["uid"]:
+            raise Conflict(
+                kind.plural, name, f"Precondition failed: UID in precondition: {uid}, UID in object meta: {meta['uid']}"
+            )
+        refusal = ""
+        if meta.get("deletionTimestamp"):
+            refusal = f"pod {name} is being deleted, cannot be assigned to a host"
+        elif spec.get("nodeName"):
+            refusal = f'pod {name} is already assigned to node "{spec["nodeName"]}"'
+        elif spec.get("schedulingGates"):
+            refusal = f"pod {name} has non-empty .spec.schedulingGates"
+        if refusal:
+            raise Conflict("pods/binding", name, refusal)
+        new: Obj = loads(entry.raw)
+        new.setdefault("spec", {})["nodeName"] = node_name
+        if annotations:
+            new["metadata"].setdefault("annotations", {}).update(annotations)
+        _set_pod_condition(new, {"type": "PodScheduled", "status": "True"}, self._now())
+        if dry_run:
+            return new
+        return self._write_update(kind, entry, new, old)
+
     def delete(
         self,
         kind: Kind,
@@ -782,6 +822,19 @@ class Store:
             meta = trim_meta(loads(raw))
             out.append(Event("ADDED", int(meta["resourceVersion"]), kind.resource_key, raw, meta))
         return out
+
+
+def _set_pod_condition(pod: Obj, condition: Obj, now: str) -> None:
+    """Upstream ``UpdatePodCondition``: replace the condition of that type, keeping its
+    lastTransitionTime when the status does not change."""
+    conditions = pod.setdefault("status", {}).setdefault("conditions", [])
+    for i, cond in enumerate(conditions):
+        if cond.get("type") == condition["type"]:
+            same = cond.get("status") == condition["status"]
+            transition = cond.get("lastTransitionTime") if same else now
+            conditions[i] = {**condition, "lastProbeTime": None, "lastTransitionTime": transition}
+            return
+    conditions.append({**condition, "lastProbeTime": None, "lastTransitionTime": now})
 
 
 def _spec_part(obj: Obj) -> bytes:
