@@ -1,8 +1,10 @@
-"""The control-plane process: one store, one API server (TCP on loopback + a Unix socket).
+"""The control-plane process: one store, the API server (TCP on loopback + a Unix socket), the
+API server's allocators and admission, the controller manager and the scheduler, on one loop.
 
 ``kubewire up`` starts this in the background; it runs until SIGTERM/SIGINT.  It writes its
-address into the state directory only once it serves, so whoever waits on it knows it is ready.
-Later issues add the controller manager and node agents to the same loop.
+address into the state directory only once it serves and its controllers have synced, so whoever
+waits on it knows it is ready.  The allocators rebuild from the stored Services at every start,
+and the controllers from their informers, so a restart resumes where the last process stopped.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ import logging
 import os
 import signal
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubewire.api.netconfig import ClusterNetwork
 from kubewire.api.registry import default_registry
 from kubewire.apiserver.server import APIServer
+from kubewire.client.local import LocalClient
+from kubewire.controllers.catalog import ControllerSettings, components
+from kubewire.controllers.runtime import Manager
+from kubewire.store import podadmission
+from kubewire.store.allocators import Allocators
 from kubewire.store.store import Store
 
 log = logging.getLogger("kubewire.controlplane")
@@ -32,6 +40,8 @@ class ControlPlaneSettings:
     port: int
     token: str
     durability: str = "normal"
+    network: ClusterNetwork = field(default_factory=ClusterNetwork)
+    node_monitor_grace_period: float = 50.0
 
     @property
     def db_path(self) -> Path:
@@ -49,12 +59,22 @@ class ControlPlaneSettings:
 async def run(settings: ControlPlaneSettings) -> None:
     """Serve until told to stop; the store is closed (and flushed) on the way out."""
     store = Store(default_registry(), settings.db_path, durability=settings.durability)
+    Allocators(settings.network.service_cidrs, settings.network.node_port_range).install(store)
+    podadmission.install(store)
     server = APIServer(store, settings.token)
     with contextlib.suppress(FileNotFoundError):
         settings.socket_path.unlink()
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(settings.state_dir / "apiserver.crt", settings.state_dir / "apiserver.key")
     runner = await server.serve(settings.host, settings.port, str(settings.socket_path), tls)
+    controller_settings = ControllerSettings(settings.network, settings.node_monitor_grace_period)
+    client = LocalClient(store)
+    managers = [
+        Manager(client, store.registry, controllers, component=name)
+        for name, controllers in components(controller_settings).items()
+    ]
+    for manager in managers:
+        await manager.start()
     settings.ready_path.write_text(f"{os.getpid()} {settings.host}:{settings.port}\n")
     log.info("serving on %s:%d (rv %d)", settings.host, settings.port, store.rv)
     stop = asyncio.Event()
@@ -63,6 +83,8 @@ async def run(settings: ControlPlaneSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
+    for manager in managers:
+        await manager.stop()
     with contextlib.suppress(FileNotFoundError):
         settings.ready_path.unlink()
     server.close()

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from kubewire.api.netconfig import ClusterNetwork
 from kubewire.apiserver.controlplane import ControlPlaneSettings, run
 from kubewire.cli.state import ClusterState
 
@@ -37,7 +38,7 @@ def examples_dir() -> Path:
 
 
 def run_controlplane(state: ClusterState, durability: str) -> int:
-    settings = ControlPlaneSettings(state.dir, "127.0.0.1", state.port(), state.token(), durability)
+    settings = ControlPlaneSettings(state.dir, "127.0.0.1", state.port(), state.token(), durability, state.network())
     asyncio.run(run(settings))
     return 0
 
@@ -52,11 +53,11 @@ def _ready(state: ClusterState, timeout: float = 1.0) -> bool:
         return False
 
 
-def up(state: ClusterState, timeout: float) -> None:
+def up(state: ClusterState, timeout: float, network: ClusterNetwork | None = None) -> None:
     fresh = not state.exists()
     if not fresh and state.pid() and _ready(state):
         return  # already running: adopt it
-    state.initialise()
+    state.initialise(network)
     log = open(state.log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "kubewire.cli.main", "--name", state.name, "controlplane"],

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from kubewire.api.netconfig import IP_FAMILIES, ClusterNetwork
 from kubewire.cli import lifecycle, output
 from kubewire.cli.state import ClusterState, cluster_state
 from kubewire.errors import StatusError
@@ -33,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the cluster's control plane in the background (idempotent)")
     up.add_argument("--examples", action="store_true", help="apply the bundled example manifests once it is up")
     up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the control plane")
+    up.add_argument(
+        "--ip-family",
+        choices=IP_FAMILIES,
+        default="ipv4",
+        help="address families of a new cluster (default: ipv4; an existing cluster keeps its own)",
+    )
 
     down = sub.add_parser("down", help="stop the cluster and remove its state")
     down.add_argument("--keep-state", action="store_true", help="stop, but keep the stored objects for the next 'up'")
@@ -83,7 +90,7 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         return lifecycle.run_controlplane(state, args.durability)
     if cmd == "up":
-        lifecycle.up(state, args.timeout)
+        lifecycle.up(state, args.timeout, ClusterNetwork(ip_family=args.ip_family))
         if args.examples:
             asyncio.run(output.apply_paths(state, [str(lifecycle.examples_dir())], force=True))
         print(lifecycle.welcome(state))

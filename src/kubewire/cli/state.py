@@ -8,6 +8,7 @@ run side by side without touching each other.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import secrets
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from kubewire.api.netconfig import ClusterNetwork
 from kubewire.apiserver.pki import make_serving_pair
 
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?")
@@ -72,6 +74,17 @@ class ClusterState:
     def key_path(self) -> Path:
         return self.dir / "apiserver.key"
 
+    @property
+    def network_path(self) -> Path:
+        return self.dir / "network.json"
+
+    def network(self) -> ClusterNetwork:
+        """The network the cluster was created with (defaults for clusters made before it was kept)."""
+        try:
+            return ClusterNetwork.from_dict(json.loads(self.network_path.read_text()))
+        except FileNotFoundError:
+            return ClusterNetwork()
+
     def exists(self) -> bool:
         return self.token_path.exists()
 
@@ -97,9 +110,12 @@ class ClusterState:
             return pid
         return pid
 
-    def initialise(self) -> None:
-        """Create the directory, a token, a free loopback port and the kubeconfig (once)."""
+    def initialise(self, network: ClusterNetwork | None = None) -> None:
+        """Create the directory, a token, a free loopback port, the network settings and the
+        kubeconfig (once: an existing cluster keeps the network it was made with)."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.network_path.exists():
+            self.network_path.write_text(json.dumps((network or ClusterNetwork()).to_dict(), indent=2) + "\n")
         if not self.token_path.exists():
             self.token_path.write_text(secrets.token_urlsafe(32) + "\n")
             self.token_path.chmod(0o600)

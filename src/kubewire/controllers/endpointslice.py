@@ -44,9 +44,9 @@ from kubewire.store.informer import key_of
 Obj = dict[str, Any]
 
 DEFAULT_MAX_ENDPOINTS_PER_SLICE = 100  # upstream --max-endpoints-per-slice default
-NODE_NOT_FOUND_RETRY = 1.0  # seconds; upstream requeues (rate-limited) when a pod's Node is unknown
 ZONE_LABEL = "topology.kubernetes.io/zone"
 SERVICE_NAMESPACE_INDEX = "namespace"
+POD_NODE_INDEX = "endpointslice/pod-node"
 SLICE_NODE_INDEX = "nodeName"
 SLICE_SERVICE_INDEX = "service"
 _HINTS_AUTO = ("Auto", "auto")  # upstream hintsEnabled()
@@ -229,6 +229,7 @@ class EndpointSliceController:
             raise ValueError("max_endpoints_per_slice must be positive")
         self.max_endpoints_per_slice = max_endpoints_per_slice
         self._caches: Caches | None = None
+        self._zones: dict[str, str | None] = {}  # node -> zone label last seen by the node mapper
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -249,6 +250,7 @@ class EndpointSliceController:
     def indexers(self) -> Mapping[Kind, Mapping[str, Callable[[Obj], list[str]]]]:
         return {
             svcapi.SERVICE: {SERVICE_NAMESPACE_INDEX: lambda o: [str((o.get("metadata") or {}).get("namespace", ""))]},
+            podapi.POD: {POD_NODE_INDEX: lambda o: [str((o.get("spec") or {}).get("nodeName") or "")]},
             discovery.ENDPOINT_SLICE: {
                 SLICE_NODE_INDEX: _slice_nodes,
                 SLICE_SERVICE_INDEX: lambda o: list(_service_for_slice(o)),
@@ -263,11 +265,23 @@ class EndpointSliceController:
         return [key_of(s) for s in services if selects(selector_of(s), pod)]
 
     def _services_for_node(self, node: Obj) -> list[str]:
+        """A node that appears or changes zone matters to the Services of the pods on it (they
+        were skipped while it was unknown, or their endpoints carry its zone); heartbeats and
+        other status updates do not."""
         if self._caches is None:
             return []
-        name = (node.get("metadata") or {}).get("name", "")
+        meta = node.get("metadata") or {}
+        name = meta.get("name", "")
+        zone = (meta.get("labels") or {}).get(ZONE_LABEL)
+        if name in self._zones and self._zones[name] == zone:
+            return []
+        self._zones[name] = zone
+        keys = {
+            k for pod in self._caches.by_index(podapi.POD, POD_NODE_INDEX, name) for k in self._services_for_pod(pod)
+        }
         slices = self._caches.by_index(discovery.ENDPOINT_SLICE, SLICE_NODE_INDEX, name)
-        return sorted({k for s in slices for k in _service_for_slice(s)})
+        keys.update(k for s in slices for k in _service_for_slice(s))
+        return sorted(keys)
 
     # -- reconcile -------------------------------------------------------------------------------
 
@@ -306,7 +320,8 @@ class EndpointSliceController:
                     Delete(discovery.ENDPOINT_SLICE, ns, sp.name_of(slice_), uid=slice_["metadata"].get("uid", ""))
                 )
         if missing_node:
-            plan.requeue_after = NODE_NOT_FOUND_RETRY
+            # upstream returns an error from syncService: the key is retried with backoff
+            plan.error = f"skipping pods of Service {key}: their Node was not found"
         return plan
 
     def _desired(

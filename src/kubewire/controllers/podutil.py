@@ -102,7 +102,8 @@ def is_pod_active(pod: Mapping[str, Any]) -> bool:
 def is_controlled_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
     uid = (owner.get("metadata") or {}).get("uid")
     return any(
-        ref.get("controller") and ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+        ref.get("controller") and ref.get("uid") == uid
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
     )
 
 

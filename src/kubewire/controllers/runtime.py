@@ -100,6 +100,9 @@ class Plan:
 
     actions: list[Action] = field(default_factory=list)
     requeue_after: float | None = None  # reconcile this key again later (e.g. a timer)
+    # The reconcile could only do part of its job (upstream returns an error from sync): the
+    # actions are still written, then the key is retried with backoff and the error reported.
+    error: str = ""
 
     def add(self, action: Action) -> None:
         self.actions.append(action)
@@ -108,10 +111,16 @@ class Plan:
         self.actions.extend(actions)
 
     def __bool__(self) -> bool:
-        return bool(self.actions) or self.requeue_after is not None
+        return bool(self.actions) or self.requeue_after is not None or bool(self.error)
 
 
 # ---------------------------------------------------------------------------------- caches
+
+NAMESPACE_INDEX = "namespace"  # every namespaced informer keeps it, so listing one namespace is cheap
+
+
+def _namespace_of(obj: Obj) -> list[str]:
+    return [str((obj.get("metadata") or {}).get("namespace", ""))]
 
 
 class Caches:
@@ -128,10 +137,12 @@ class Caches:
         return self.informer(kind).get(key)
 
     def list(self, kind: Kind, namespace: str = "") -> list[Obj]:
-        objs = self.informer(kind).list()
-        if namespace:
-            return [o for o in objs if (o.get("metadata") or {}).get("namespace", "") == namespace]
-        return objs
+        informer = self.informer(kind)
+        if not namespace:
+            return informer.list()
+        if informer.has_index(NAMESPACE_INDEX):
+            return informer.by_index(NAMESPACE_INDEX, namespace)
+        return [o for o in informer.list() if (o.get("metadata") or {}).get("namespace", "") == namespace]
 
     def by_index(self, kind: Kind, index: str, value: str) -> builtins.list[Obj]:
         return self.informer(kind).by_index(index, value)
@@ -380,7 +391,10 @@ class Manager:
 
     def _informer(self, kind: Kind) -> Informer:
         if kind.resource_key not in self.informers:
-            self.informers[kind.resource_key] = Informer(self.client, kind)
+            informer = Informer(self.client, kind)
+            if kind.namespaced:
+                informer.add_indexer(NAMESPACE_INDEX, _namespace_of)
+            self.informers[kind.resource_key] = informer
         return self.informers[kind.resource_key]
 
     @staticmethod
@@ -445,6 +459,11 @@ class Manager:
             level = logging.DEBUG if conflict_only else logging.WARNING
             log.log(level, "%s: %s: %d action(s) failed: %s", name, key, len(failures), failures[0])
             run.errors[key] = str(failures[0])
+            run.queue.add_rate_limited(key)
+            return
+        if plan.error:
+            log.debug("%s: %s: %s", name, key, plan.error)
+            run.errors[key] = plan.error
             run.queue.add_rate_limited(key)
             return
         run.errors.pop(key, None)

@@ -105,6 +105,9 @@ class Informer:
                 index.setdefault(value, set()).add(key)
         self._indexes[name] = index
 
+    def has_index(self, name: str) -> bool:
+        return name in self._indexers
+
     def by_index(self, name: str, value: str) -> builtins.list[Obj]:
         return [self.cache[k] for k in sorted(self._indexes.get(name, {}).get(value, ())) if k in self.cache]
 
