@@ -34,8 +34,9 @@ from kubewire.store.allocators import Allocators
 from kubewire.store.store import Store
 
 REG = default_registry()
-SVC, POD, SLICE = REG.lookup("services"), REG.lookup("pods"), REG.lookup("endpointslices")
-assert SVC is not None and POD is not None and SLICE is not None
+SVC, POD, SLICE, NODE = (REG.lookup(r) for r in ("services", "pods", "endpointslices", "nodes"))
+assert SVC is not None and POD is not None and SLICE is not None and NODE is not None
+NODES = 3
 NET = ClusterNetwork()
 Obj = dict[str, Any]
 
@@ -55,7 +56,7 @@ def pod(i: int, j: int) -> Obj:
         "kind": "Pod",
         "metadata": {"name": f"app-{i}-{j}", "namespace": "default", "labels": {"app": f"app-{i}"}},
         "spec": {
-            "nodeName": f"node-{j % 3}",
+            "nodeName": f"node-{j % NODES}",
             "containers": [{"name": "c", "image": "echo", "ports": [{"name": "http", "containerPort": 8080}]}],
         },
     }
@@ -116,6 +117,11 @@ async def main(services: int, per: int, flips: int) -> None:
         plane = Plane(Path(tmp) / "store.db")
         await plane.start()
         c = plane.client
+        for n in range(NODES):
+            labels = {"topology.kubernetes.io/zone": f"zone-{n}"}
+            await c.create(
+                NODE, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"node-{n}", "labels": labels}}
+            )
         t0 = time.perf_counter()
         for i in range(services):
             await c.create(SVC, service(i))
@@ -168,7 +174,7 @@ async def main(services: int, per: int, flips: int) -> None:
         for i, j in changed:
             want = not ready.get((i, j), True)
             ready[(i, j)] = want
-            await set_ready(c, f"app-{i}-{j}", pod_ip(i, j), want)
+            await set_ready(plane.client, f"app-{i}-{j}", pod_ip(i, j), want)
         plane.store.close()
         t = time.perf_counter()
         await plane.start()

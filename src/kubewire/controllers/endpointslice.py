@@ -45,8 +45,9 @@ Obj = dict[str, Any]
 
 DEFAULT_MAX_ENDPOINTS_PER_SLICE = 100  # upstream --max-endpoints-per-slice default
 ZONE_LABEL = "topology.kubernetes.io/zone"
-SERVICE_NAMESPACE_INDEX = "namespace"
+SERVICE_SELECTOR_INDEX = "endpointslice/selector"
 POD_NODE_INDEX = "endpointslice/pod-node"
+POD_LABEL_INDEX = "endpointslice/pod-label"
 SLICE_NODE_INDEX = "nodeName"
 SLICE_SERVICE_INDEX = "service"
 _HINTS_AUTO = ("Auto", "auto")  # upstream hintsEnabled()
@@ -63,6 +64,34 @@ def selector_of(service: Mapping[str, Any]) -> dict[str, str]:
 def selects(selector: Mapping[str, str], obj: Mapping[str, Any]) -> bool:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _label_terms(obj: Mapping[str, Any]) -> list[str]:
+    """Index values for a pod: ``namespace/key=value`` per label, so a Service's pods are found
+    by one equality term of its selector rather than by scanning the namespace."""
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace", "")
+    return [f"{ns}/{k}={v}" for k, v in (meta.get("labels") or {}).items()]
+
+
+def _selector_terms(service: Mapping[str, Any]) -> list[str]:
+    """Index values for a Service: ``namespace/key=value`` per selector term (see _label_terms)."""
+    ns = (service.get("metadata") or {}).get("namespace", "")
+    return [f"{ns}/{k}={v}" for k, v in selector_of(service).items()]
+
+
+def selected_pods(caches: Caches, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
+    """The pods a Service selects, sorted by key (through the label index when it is there)."""
+    if not selector:
+        return []
+    informer = caches.informer(podapi.POD)
+    if informer.has_index(POD_LABEL_INDEX):
+        candidates = min(
+            (informer.by_index(POD_LABEL_INDEX, f"{namespace}/{k}={v}") for k, v in selector.items()), key=len
+        )
+    else:
+        candidates = caches.list(podapi.POD, namespace)
+    return sorted((p for p in candidates if selects(selector, p)), key=key_of)
 
 
 def is_managed(slice_: Mapping[str, Any]) -> bool:
@@ -249,8 +278,11 @@ class EndpointSliceController:
 
     def indexers(self) -> Mapping[Kind, Mapping[str, Callable[[Obj], list[str]]]]:
         return {
-            svcapi.SERVICE: {SERVICE_NAMESPACE_INDEX: lambda o: [str((o.get("metadata") or {}).get("namespace", ""))]},
-            podapi.POD: {POD_NODE_INDEX: lambda o: [str((o.get("spec") or {}).get("nodeName") or "")]},
+            svcapi.SERVICE: {SERVICE_SELECTOR_INDEX: _selector_terms},
+            podapi.POD: {
+                POD_NODE_INDEX: lambda o: [str((o.get("spec") or {}).get("nodeName") or "")],
+                POD_LABEL_INDEX: _label_terms,
+            },
             discovery.ENDPOINT_SLICE: {
                 SLICE_NODE_INDEX: _slice_nodes,
                 SLICE_SERVICE_INDEX: lambda o: list(_service_for_slice(o)),
@@ -260,9 +292,14 @@ class EndpointSliceController:
     def _services_for_pod(self, pod: Obj) -> list[str]:
         if self._caches is None:
             return []
-        ns = (pod.get("metadata") or {}).get("namespace", "")
-        services = self._caches.by_index(svcapi.SERVICE, SERVICE_NAMESPACE_INDEX, ns)
-        return [key_of(s) for s in services if selects(selector_of(s), pod)]
+        # candidates share at least one label term with the pod; each is then checked in full
+        keys = {
+            key_of(s)
+            for term in _label_terms(pod)
+            for s in self._caches.by_index(svcapi.SERVICE, SERVICE_SELECTOR_INDEX, term)
+            if selects(selector_of(s), pod)
+        }
+        return sorted(keys)
 
     def _services_for_node(self, node: Obj) -> list[str]:
         """A node that appears or changes zone matters to the Services of the pods on it (they
@@ -301,8 +338,7 @@ class EndpointSliceController:
                 if owned_by(s, service)
             )
             return plan
-        pods = [p for p in caches.list(podapi.POD, ns) if selects(selector_of(service), p)]
-        pods.sort(key=key_of)
+        pods = selected_pods(caches, ns, selector_of(service))
         trigger = trigger_time(service, pods)
         families = address_types(service)
         missing_node = False
