@@ -34,10 +34,11 @@ from typing import Any
 
 from kubewire.api.apps import CONTROLLER_REVISION, DAEMONSET
 from kubewire.api.core import NODE
-from kubewire.api.meta import Requirement, clone, parse_time
+from kubewire.api.meta import clone, parse_time
 from kubewire.api.pod import POD
 from kubewire.api.registry import Kind
 from kubewire.controllers import history
+from kubewire.controllers import taints as taints_
 from kubewire.controllers.podutil import (
     available_in,
     is_controlled_by,
@@ -106,55 +107,14 @@ def _same_toleration(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return all((a.get(k) or "") == (b.get(k) or "") for k in ("key", "operator", "value", "effect"))
 
 
-def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
-    """Upstream ``Toleration.ToleratesTaint``."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    operator = toleration.get("operator") or "Equal"
-    if key and key != taint.get("key"):
-        return False
-    if operator == "Exists":
-        return True
-    return bool(key) and operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
 def untolerated_taint(taints: Iterable[Mapping[str, Any]], tolerations: list[Obj], effects: tuple[str, ...]) -> bool:
     """Upstream ``FindMatchingUntoleratedTaint`` restricted to ``effects``."""
-    return any(t.get("effect") in effects and not any(tolerates(tol, t) for tol in tolerations) for t in taints)
-
-
-def _term_matches(term: Mapping[str, Any], node: Mapping[str, Any]) -> bool:
-    """A NodeSelectorTerm: all its label expressions and field expressions; an empty term matches nothing."""
-    expressions, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
-    if not expressions and not fields:
-        return False
-    meta = node.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    node_fields = {NODE_NAME_FIELD: meta.get("name", "")}
-    for expr, values in ((e, labels) for e in expressions):
-        req = Requirement(expr.get("key", ""), expr.get("operator", ""), tuple(expr.get("values") or ()))
-        if not req.matches(values):
-            return False
-    for expr in fields:
-        req = Requirement(expr.get("key", ""), expr.get("operator", ""), tuple(expr.get("values") or ()))
-        if not req.matches(node_fields):
-            return False
-    return True
+    return taints_.first_untolerated(taints, tolerations, effects) is not None
 
 
 def node_affinity_matches(pod_spec: Mapping[str, Any], node: Mapping[str, Any]) -> bool:
     """``nodeSelector`` and required node affinity (upstream ``GetRequiredNodeAffinity(pod).Match``)."""
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    if any(labels.get(k) != v for k, v in (pod_spec.get("nodeSelector") or {}).items()):
-        return False
-    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    )
-    if required is None:
-        return True
-    return any(_term_matches(term, node) for term in required.get("nodeSelectorTerms") or [])
+    return taints_.matches_node({"spec": pod_spec}, node)
 
 
 def should_run(ds: Obj, node: Mapping[str, Any]) -> tuple[bool, bool]:
