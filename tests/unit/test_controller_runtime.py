@@ -153,3 +153,23 @@ async def test_failures_are_collected_per_key_and_retried_without_stopping_other
         assert flaky.calls["default/boom"] >= 2  # requeued with backoff, not dropped
     finally:
         await manager.stop()
+
+
+def test_a_write_counts_as_seen_once_the_cache_or_the_stream_is_past_it(store: Store) -> None:
+    from kubewire.controllers.runtime import Written
+    from kubewire.store.informer import Informer, WatchEvent
+
+    informer = Informer(LocalClient(store), CM)
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "d", "uid": "u1"}}
+    obj["metadata"]["resourceVersion"] = "5"
+    created = Written.of(CM, obj)
+    assert not created.seen_by(informer)
+    informer.apply_event(WatchEvent("ADDED", obj))
+    assert created.seen_by(informer)
+    later = Written.of(CM, {**obj, "metadata": {**obj["metadata"], "resourceVersion": "9"}})
+    assert not later.seen_by(informer)
+    gone = {**obj, "metadata": {**obj["metadata"], "resourceVersion": "10"}}
+    informer.apply_event(WatchEvent("DELETED", gone))
+    assert later.seen_by(informer)  # created and deleted again before the cache caught up
+    deleted = Written.of(CM, obj, deleted=True)
+    assert deleted.seen_by(informer)

@@ -239,9 +239,10 @@ class Written:
                 return True
             meta = cached.get("metadata") or {}
             return bool(meta.get("deletionTimestamp")) or meta.get("uid") != self.uid
-        if cached is None:
-            return False
-        return _revision(cached) >= _revision_of(self.resource_version)
+        target = _revision_of(self.resource_version)
+        if _revision_of(informer.resource_version) >= target:
+            return True  # the stream is past this write (the object may already be gone again)
+        return cached is not None and _revision(cached) >= target
 
 
 def _revision_of(rv: str) -> int:
