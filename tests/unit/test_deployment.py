@@ -396,3 +396,40 @@ async def test_deployment_being_deleted_only_updates_status(cluster: Cluster) ->
     plan = cluster.reconcile(cluster.dc, "default/web")
     assert [type(a).__name__ for a in plan.actions] == ["Update"]  # observedGeneration only
     assert all(rs["spec"]["replicas"] == 2 for rs in cluster.rss().values())
+
+
+def test_pod_events_reach_the_deployment_through_the_replicaset_owner() -> None:
+    from kubewire.controllers.runtime import Caches
+    from kubewire.store.informer import Informer, WatchEvent
+
+    informers: dict[str, Informer] = {}
+    rs_informer = Informer(None, RS)  # type: ignore[arg-type]  # filled by hand, never run
+    adopted = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": "legacy",  # not <deployment>-<hash>: found only through its owner reference
+            "namespace": "default",
+            "uid": "rs-1",
+            "resourceVersion": "1",
+            "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d-1", "controller": True}
+            ],
+        },
+    }
+    rs_informer.apply_event(WatchEvent("ADDED", adopted))
+    informers[RS.resource_key] = rs_informer
+    controller = DeploymentController()
+    pod = {
+        "metadata": {
+            "name": "legacy-abcde",
+            "namespace": "default",
+            "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "legacy", "uid": "rs-1", "controller": True}
+            ],
+        }
+    }
+    mapper = controller.watches()[POD]
+    assert list(mapper(pod)) == []  # unbound, the name rule cannot place it
+    controller.bind(Caches(informers))
+    assert list(mapper(pod)) == ["default/web"]

@@ -13,9 +13,10 @@ This module claims the ReplicaSets and picks the path (status only, scale, Rolli
 Recreate) as upstream's ``syncDeployment`` does; the steps themselves, run on working copies whose
 net effect becomes the plan, live in :mod:`kubewire.controllers.deployment_rollout`.
 
-Pods map to their Deployment by name: a ReplicaSet this controller made is named
-``<deployment>-<hash>`` and its pods carry ``pod-template-hash: <hash>`` (watch mappers cannot
-read caches).  Recreate needs them to know when the old pods are gone.
+Pods map to their Deployment through their ReplicaSet's controller reference, read from the
+caches the Manager binds (upstream ``getDeploymentForPod``); unbound, by name: a ReplicaSet this
+controller made is named ``<deployment>-<hash>`` and its pods carry ``pod-template-hash: <hash>``.
+Recreate needs these events to know when the old pods are gone.
 """
 
 from __future__ import annotations
@@ -81,8 +82,24 @@ class DeploymentController:
 
     name = "deployment-controller"
 
+    def __init__(self) -> None:
+        self._caches: Caches | None = None
+
+    def bind(self, caches: Caches) -> None:
+        self._caches = caches
+
+    def _deployment_of_pod(self, pod: Obj) -> Iterable[str]:
+        if self._caches is None:
+            return _pod_keys(pod)
+        ref = controller_ref(pod)
+        if not ref or ref.get("kind") != "ReplicaSet":
+            return []
+        ns = (pod.get("metadata") or {}).get("namespace", "")
+        rs = self._caches.get(REPLICASET, ns, str(ref.get("name", "")))
+        return controller_owner_key("Deployment")(rs) if rs is not None else _pod_keys(pod)
+
     def watches(self) -> Mapping[Kind, Callable[[Obj], Iterable[str]]]:
-        return {DEPLOYMENT: own_key, REPLICASET: controller_owner_key("Deployment"), POD: _pod_keys}
+        return {DEPLOYMENT: own_key, REPLICASET: controller_owner_key("Deployment"), POD: self._deployment_of_pod}
 
     def indexers(self) -> Mapping[Kind, Mapping[str, Callable[[Obj], list[str]]]]:
         return {

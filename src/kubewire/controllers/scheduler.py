@@ -188,11 +188,14 @@ class Scheduler:
         self.scheduler_name = scheduler_name
         self._caches: Caches | None = None
 
-    # The Node handler needs the pending pods, which only the caches know; the Manager hands
-    # the same Caches to every reconcile, so the first one lends it to the event handlers.
+    def bind(self, caches: Caches) -> None:
+        """The Node handler needs the pending pods, which only the caches know (the Manager calls
+        this before any event; a reconcile also binds, for callers without a Manager)."""
+        self._caches = caches
+
     def _pending_keys(self) -> list[str]:
         if self._caches is None:
-            return []  # before the first reconcile every pod is enqueued by its own ADDED event
+            return []  # unbound: every pod is enqueued by its own ADDED event anyway
         return [key_of(p) for p in self._caches.by_index(POD, INDEX_PENDING, self.scheduler_name)]
 
     def _pod_keys(self, pod: Obj) -> Iterable[str]:
