@@ -16,7 +16,7 @@ import pytest
 from kubewire.client.local import LocalClient
 from kubewire.controllers import deployment_util as du
 from kubewire.controllers.deployment import DeploymentController
-from kubewire.controllers.podutil import compute_hash, is_pod_active, is_pod_available
+from kubewire.controllers.podutil import compute_hash, is_pod_active, is_pod_available, status_condition
 from kubewire.controllers.replicaset import ReplicaSetController
 from kubewire.controllers.runtime import Manager
 from kubewire.store.store import Store
@@ -192,7 +192,7 @@ async def test_rolling_update_stays_within_surge_and_unavailability(
     pods = cluster.active_pods()
     assert len(pods) == replicas and all(p["spec"]["containers"][0]["image"] == "nginx:2" for p in pods)
     assert d["status"]["updatedReplicas"] == d["status"]["availableReplicas"] == replicas
-    assert du.get_condition(d["status"], "Progressing")["reason"] == "NewReplicaSetAvailable"  # type: ignore[index]
+    assert status_condition(d["status"], "Progressing")["reason"] == "NewReplicaSetAvailable"  # type: ignore[index]
     messages = cluster.events("ScalingReplicaSet")
     assert messages[0] == f"Scaled up replica set {old_rs} from 0 to {replicas}"
     assert any(m.startswith(f"Scaled down replica set {old_rs} from ") and m.endswith(" to 0") for m in messages)
@@ -255,21 +255,21 @@ async def test_progress_deadline_exceeded_when_pods_never_become_ready(cluster: 
                 await cluster.step(controller, f"default/{obj['metadata']['name']}")
     d = cluster.get(DEPLOY, "web")
     h = hash_of(d)
-    progressing = du.get_condition(d["status"], "Progressing")
+    progressing = status_condition(d["status"], "Progressing")
     assert progressing is not None
     # created, then progressing as the ReplicaSet reported its (unready) pods
     assert (progressing["reason"], progressing["message"]) == (
         "ReplicaSetUpdated",
         f'ReplicaSet "web-{h}" is progressing.',
     )
-    available = du.get_condition(d["status"], "Available")
+    available = status_condition(d["status"], "Available")
     assert available is not None and available["reason"] == "MinimumReplicasUnavailable"
     assert available["message"] == "Deployment does not have minimum availability."
     plan = cluster.reconcile(cluster.dc, "default/web")
     assert plan.actions == [] and plan.requeue_after == 31
     cluster.now += timedelta(seconds=31)
     await cluster.step(cluster.dc, "default/web")
-    progressing = du.get_condition(cluster.get(DEPLOY, "web")["status"], "Progressing")
+    progressing = status_condition(cluster.get(DEPLOY, "web")["status"], "Progressing")
     assert progressing is not None
     assert (progressing["status"], progressing["reason"], progressing["message"]) == (
         "False",
@@ -292,7 +292,7 @@ async def test_paused_deployment_scales_but_does_not_roll_out(cluster: Cluster) 
     await cluster.converge()
     rss = cluster.rss()
     assert list(rss) == [only] and rss[only]["spec"]["replicas"] == 4
-    progressing = du.get_condition(cluster.get(DEPLOY, "web")["status"], "Progressing")
+    progressing = status_condition(cluster.get(DEPLOY, "web")["status"], "Progressing")
     assert progressing is not None
     assert (progressing["status"], progressing["reason"], progressing["message"]) == (
         "Unknown",
@@ -366,7 +366,7 @@ async def test_manager_end_to_end(store: Store) -> None:
         await manager.wait_idle()
         status = store.get(DEPLOY, "default", "web")["status"]
         assert (status["replicas"], status["updatedReplicas"], status["availableReplicas"]) == (3, 3, 3)
-        assert du.get_condition(status, "Progressing")["reason"] == "NewReplicaSetAvailable"  # type: ignore[index]
+        assert status_condition(status, "Progressing")["reason"] == "NewReplicaSetAvailable"  # type: ignore[index]
         assert all(not errs for errs in manager.errors().values())
     finally:
         await manager.stop()

@@ -37,15 +37,15 @@ from kubewire.api.core import NODE
 from kubewire.api.meta import clone, parse_time
 from kubewire.api.pod import POD
 from kubewire.api.registry import Kind
-from kubewire.controllers import history
+from kubewire.controllers import history, indexes
 from kubewire.controllers import taints as taints_
 from kubewire.controllers.podutil import (
     available_in,
-    is_controlled_by,
     is_pod_available,
     is_pod_ready,
     is_terminating,
     pod_from_template,
+    pod_phase,
 )
 from kubewire.controllers.runtime import (
     Action,
@@ -66,7 +66,6 @@ Obj = dict[str, Any]
 TEMPLATE_GENERATION_LABEL = "pod-template-generation"  # upstream extensions.DaemonSetTemplateGenerationKey
 # The annotation apps/v1 carries the internal spec.templateGeneration in (upstream DeprecatedTemplateGeneration).
 TEMPLATE_GENERATION_ANNOTATION = "deprecated.daemonset.template.generation"
-OWNER_INDEX = "daemonset-owner"  # informer index: pods/revisions by their DaemonSet's ns/name
 NODE_NAME_FIELD = "metadata.name"  # upstream metav1.ObjectNameField
 FAILED_POD_BACKOFF = 1.0  # seconds; upstream failedPodsBackoff's initial delay
 _SCHEDULE_EFFECTS = ("NoSchedule", "NoExecute")
@@ -192,10 +191,6 @@ def scaled(value: Any, total: int) -> int:
     return 0
 
 
-def _phase(pod: Mapping[str, Any]) -> str:
-    return str((pod.get("status") or {}).get("phase") or "")
-
-
 @dataclass
 class _Sync:
     ds: Obj
@@ -230,10 +225,6 @@ class _Sync:
     def add(self, action: Action) -> None:
         self.plan.add(action)
 
-    def requeue(self, seconds: float) -> None:
-        if self.plan.requeue_after is None or seconds < self.plan.requeue_after:
-            self.plan.requeue_after = seconds
-
 
 # ---------------------------------------------------------------------------------- controller
 
@@ -260,12 +251,8 @@ class DaemonSetController:
         return {DAEMONSET: daemonset, POD: owner, CONTROLLER_REVISION: owner, NODE: node}
 
     def indexers(self) -> Mapping[Kind, Mapping[str, Callable[[Obj], list[str]]]]:
-        owner = controller_owner_key("DaemonSet")
-
-        def index(obj: Obj) -> list[str]:
-            return list(owner(obj))
-
-        return {POD: {OWNER_INDEX: index}, CONTROLLER_REVISION: {OWNER_INDEX: index}}
+        by_uid = {indexes.CONTROLLER_UID: indexes.controller_uid}
+        return {POD: by_uid, CONTROLLER_REVISION: by_uid}
 
     def reconcile(self, key: str, caches: Caches, now: datetime) -> Plan:
         ns, name = split_key(key)
@@ -273,8 +260,9 @@ class DaemonSetController:
         if ds is None:
             self._known.discard(key)
             return Plan()  # owned pods and revisions go with the garbage collector
-        pods = [p for p in caches.by_index(POD, OWNER_INDEX, key) if is_controlled_by(p, ds)]
-        revisions = history.owned_revisions(caches.by_index(CONTROLLER_REVISION, OWNER_INDEX, key), ds)
+        uid = ds["metadata"].get("uid", "")
+        pods = caches.by_index(POD, indexes.CONTROLLER_UID, uid)
+        revisions = history.sort_revisions(caches.by_index(CONTROLLER_REVISION, indexes.CONTROLLER_UID, uid))
         existing = {r["metadata"]["name"]: r for r in caches.list(CONTROLLER_REVISION, ns)}
         status = dict(ds.get("status") or {})
         collisions = int(status.get("collisionCount") or 0)
@@ -372,7 +360,7 @@ def _pods_should_be_on_node(sync: _Sync, node: Obj, pods: list[Obj]) -> None:
 
 def _handle_finished(sync: _Sync, pod: Obj, node: str) -> bool:
     """Failed and succeeded pods are deleted (failed ones after the backoff); True when finished."""
-    phase = _phase(pod)
+    phase = pod_phase(pod)
     if phase == "Succeeded":
         _delete(sync, pod)
         return True
@@ -382,7 +370,7 @@ def _handle_finished(sync: _Sync, pod: Obj, node: str) -> bool:
     if created is not None:
         wait = (created + timedelta(seconds=FAILED_POD_BACKOFF) - sync.now).total_seconds()
         if wait > 0:
-            sync.requeue(wait)
+            sync.plan.requeue_within(wait)
             return True
     meta = pod["metadata"]
     message = f"Found failed daemon pod {meta.get('namespace', '')}/{meta['name']} on node {node}, will try to kill it"
@@ -461,7 +449,7 @@ def _available(sync: _Sync, pod: Obj) -> bool:
         return True
     wait = available_in(pod, sync.min_ready, sync.now)
     if wait is not None:
-        sync.requeue(wait)
+        sync.plan.requeue_within(wait)
     return False
 
 

@@ -30,6 +30,7 @@ from kubewire.api.meta import clone
 from kubewire.api.pod import POD
 from kubewire.api.registry import Kind
 from kubewire.controllers import deployment_util as du
+from kubewire.controllers import indexes
 from kubewire.controllers.deployment_rollout import (
     SyncState,
     calculate_status,
@@ -39,12 +40,9 @@ from kubewire.controllers.deployment_rollout import (
     scale,
     stuck_requeue,
 )
-from kubewire.controllers.podutil import controller_ref, is_terminating
+from kubewire.controllers.podutil import controller_ref, is_terminating, status_condition
 from kubewire.controllers.replicaset import (
-    POD_OWNER_INDEX,
     claim,
-    controller_uid,
-    orphan_namespace,
     selects,
     spec_replicas,
 )
@@ -60,7 +58,6 @@ from kubewire.controllers.runtime import (
 
 Obj = dict[str, Any]
 
-RS_OWNER_INDEX = "deployment/rs-controller-uid"  # replicasets by their controller's uid
 ORPHAN_RS_INDEX = "deployment/rs-orphans"  # replicasets without a controller, by namespace
 
 
@@ -103,8 +100,8 @@ class DeploymentController:
 
     def indexers(self) -> Mapping[Kind, Mapping[str, Callable[[Obj], list[str]]]]:
         return {
-            REPLICASET: {RS_OWNER_INDEX: controller_uid, ORPHAN_RS_INDEX: orphan_namespace},
-            POD: {POD_OWNER_INDEX: controller_uid},
+            REPLICASET: {indexes.CONTROLLER_UID: indexes.controller_uid, indexes.ORPHANS: indexes.orphan_namespace},
+            POD: {indexes.CONTROLLER_UID: indexes.controller_uid},
         }
 
     def reconcile(self, key: str, caches: Caches, now: datetime) -> Plan:
@@ -117,8 +114,8 @@ class DeploymentController:
         if not selector.get("matchLabels") and not selector.get("matchExpressions"):
             return self._selecting_all(d, plan)
         uid = d["metadata"].get("uid", "")
-        owned = caches.by_index(REPLICASET, RS_OWNER_INDEX, uid)
-        orphans = caches.by_index(REPLICASET, ORPHAN_RS_INDEX, ns)
+        owned = caches.by_index(REPLICASET, indexes.CONTROLLER_UID, uid)
+        orphans = caches.by_index(REPLICASET, indexes.ORPHANS, ns)
         rss = claim(REPLICASET, d, owned, orphans, plan, lambda rs: selects(d, rs))
         s = SyncState(d, now, [clone(rs) for rs in rss], clone(d.get("status") or {}), plan)
         if is_terminating(d):
@@ -156,7 +153,7 @@ class DeploymentController:
         """Upstream ``checkPausedConditions``: Progressing Unknown while paused, and on resume."""
         if du.progress_deadline(s.d) is None:
             return
-        cond = du.get_condition(s.status, du.PROGRESSING)
+        cond = status_condition(s.status, du.PROGRESSING)
         if cond is not None and cond.get("reason") == du.TIMED_OUT_REASON:
             return
         paused_cond = cond is not None and cond.get("reason") == du.PAUSED_REASON

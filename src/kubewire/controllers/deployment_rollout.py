@@ -18,8 +18,9 @@ from kubewire.api.apps import DEPLOYMENT, REPLICASET
 from kubewire.api.meta import clone
 from kubewire.api.pod import POD
 from kubewire.controllers import deployment_util as du
-from kubewire.controllers.podutil import compute_hash, is_terminating
-from kubewire.controllers.replicaset import POD_OWNER_INDEX, spec_replicas, status_int
+from kubewire.controllers import indexes
+from kubewire.controllers.podutil import compute_hash, is_terminating, status_condition
+from kubewire.controllers.replicaset import spec_replicas, status_int
 from kubewire.controllers.runtime import (
     Action,
     Caches,
@@ -134,7 +135,7 @@ class SyncState:
             after = rs["metadata"]["annotations"]
             self._patch_rs(rs, {"metadata": {"annotations": {k: v for k, v in after.items() if before.get(k) != v}}})
         self.revision_annotation = du.annotations_of(rs).get(du.REVISION, "")
-        if du.progress_deadline(self.d) is not None and du.get_condition(self.status, du.PROGRESSING) is None:
+        if du.progress_deadline(self.d) is not None and status_condition(self.status, du.PROGRESSING) is None:
             msg = f'Found new replica set "{rs["metadata"]["name"]}"'
             du.set_condition(
                 self.status, du.new_condition(du.PROGRESSING, "True", du.FOUND_NEW_RS_REASON, msg, self.now)
@@ -388,7 +389,7 @@ def _old_pods_running(s: SyncState, caches: Caches) -> bool:
     if du.total_status(s.old_rss, "replicas") > 0:
         return True
     for rs in s.old_rss:
-        for pod in caches.by_index(POD, POD_OWNER_INDEX, rs["metadata"].get("uid", "")):
+        for pod in caches.by_index(POD, indexes.CONTROLLER_UID, rs["metadata"].get("uid", "")):
             if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                 return True
     return False
@@ -449,7 +450,7 @@ def sync_rollout_status(s: SyncState) -> None:
     deadline = du.progress_deadline(d)
     if deadline is None:
         du.remove_condition(new_status, du.PROGRESSING)
-    current = du.get_condition(s.status, du.PROGRESSING)
+    current = status_condition(s.status, du.PROGRESSING)
     complete = (
         new_status.get("replicas") == new_status.get("updatedReplicas")
         and current is not None
@@ -486,7 +487,7 @@ def sync_rollout_status(s: SyncState) -> None:
 def stuck_requeue(s: SyncState) -> float | None:
     """Upstream ``requeueStuckDeployment``: look again when the progress deadline would pass."""
     deadline = du.progress_deadline(s.d)
-    cond = du.get_condition(s.status, du.PROGRESSING)
+    cond = status_condition(s.status, du.PROGRESSING)
     if deadline is None or cond is None or du.deployment_complete(s.d, s.status):
         return None
     if cond.get("reason") in (du.TIMED_OUT_REASON, du.PAUSED_REASON) or cond.get("status") != "True":

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from kubewire.api.meta import clone, now_rfc3339, parse_time
+from kubewire.controllers.podutil import status_condition
 from kubewire.controllers.replicaset import creation_time, spec_replicas, status_int
 
 Obj = dict[str, Any]
@@ -220,13 +221,6 @@ def proportion(rs: Obj, d: Obj, to_add: int, added: int) -> int:
 # --------------------------------------------------------------------------- conditions
 
 
-def get_condition(status: Mapping[str, Any], type_: str) -> Obj | None:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == type_:
-            return dict(cond)
-    return None
-
-
 def new_condition(type_: str, status: str, reason: str, message: str, now: datetime) -> Obj:
     stamp = now_rfc3339(now)
     return {
@@ -250,7 +244,7 @@ def remove_condition(status: Obj, type_: str) -> None:
 def set_condition(status: Obj, cond: Obj) -> None:
     """Upstream ``SetDeploymentCondition``: same status and reason is no change; same status keeps
     the transition time; the condition moves to the end of the list."""
-    current = get_condition(status, cond["type"])
+    current = status_condition(status, cond["type"])
     if current is not None and current.get("status") == cond["status"] and current.get("reason") == cond["reason"]:
         return
     if current is not None and current.get("status") == cond["status"]:
@@ -297,7 +291,7 @@ def deployment_timed_out(d: Obj, status: Mapping[str, Any], now: datetime) -> bo
     """Upstream ``DeploymentTimedOut``: no progress for progressDeadlineSeconds since the
     Progressing condition was last updated."""
     deadline = progress_deadline(d)
-    cond = get_condition(status, PROGRESSING)
+    cond = status_condition(status, PROGRESSING)
     if deadline is None or cond is None or cond.get("reason") == NEW_RS_AVAILABLE_REASON:
         return False
     if cond.get("reason") == TIMED_OUT_REASON:

@@ -27,6 +27,7 @@ from kubewire.api import pod as podapi
 from kubewire.api import service as svcapi
 from kubewire.api.meta import parse_time
 from kubewire.api.registry import Kind
+from kubewire.controllers import indexes
 from kubewire.controllers import slicepacking as sp
 from kubewire.controllers.podutil import is_pod_ready, is_pod_terminal, is_terminating
 from kubewire.controllers.runtime import (
@@ -46,7 +47,6 @@ Obj = dict[str, Any]
 DEFAULT_MAX_ENDPOINTS_PER_SLICE = 100  # upstream --max-endpoints-per-slice default
 ZONE_LABEL = "topology.kubernetes.io/zone"
 SERVICE_SELECTOR_INDEX = "endpointslice/selector"
-POD_NODE_INDEX = "endpointslice/pod-node"
 POD_LABEL_INDEX = "endpointslice/pod-label"
 SLICE_NODE_INDEX = "nodeName"
 SLICE_SERVICE_INDEX = "service"
@@ -280,7 +280,7 @@ class EndpointSliceController:
         return {
             svcapi.SERVICE: {SERVICE_SELECTOR_INDEX: _selector_terms},
             podapi.POD: {
-                POD_NODE_INDEX: lambda o: [str((o.get("spec") or {}).get("nodeName") or "")],
+                indexes.NODE_NAME: indexes.node_name,
                 POD_LABEL_INDEX: _label_terms,
             },
             discovery.ENDPOINT_SLICE: {
@@ -314,7 +314,7 @@ class EndpointSliceController:
             return []
         self._zones[name] = zone
         keys = {
-            k for pod in self._caches.by_index(podapi.POD, POD_NODE_INDEX, name) for k in self._services_for_pod(pod)
+            k for pod in self._caches.by_index(podapi.POD, indexes.NODE_NAME, name) for k in self._services_for_pod(pod)
         }
         slices = self._caches.by_index(discovery.ENDPOINT_SLICE, SLICE_NODE_INDEX, name)
         keys.update(k for s in slices for k in _service_for_slice(s))

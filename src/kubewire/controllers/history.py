@@ -68,11 +68,6 @@ def sort_revisions(revisions: Iterable[Obj]) -> list[Obj]:
     )
 
 
-def owned_revisions(candidates: Iterable[Obj], owner: Obj) -> list[Obj]:
-    """The revisions ``owner`` controls (this incarnation: matched by uid), oldest first."""
-    return sort_revisions(r for r in candidates if is_controlled_by(r, owner))
-
-
 def new_revision(owner: Obj, template: Mapping[str, Any], number: int, hash_: str, hash_label: str) -> Obj:
     """Upstream ``NewControllerRevision``: template labels plus the hash label, the owner's
     annotations, the owner as controller."""

@@ -34,6 +34,7 @@ from kubewire.api.core import NODE
 from kubewire.api.meta import now_rfc3339, parse_time
 from kubewire.api.pod import POD
 from kubewire.api.registry import Kind
+from kubewire.controllers import indexes
 from kubewire.controllers import taints as tt
 from kubewire.controllers.podutil import condition, is_pod_ready, is_pod_terminal, is_terminating
 from kubewire.controllers.runtime import Action, Caches, Delete, Patch, Plan, RecordEvent, own_key
@@ -45,7 +46,6 @@ Obj = dict[str, Any]
 DEFAULT_GRACE_PERIOD = 50.0
 # The timer fires this long after the grace period ends: upstream's test is strictly "after".
 TIMER_SLACK = 0.001
-INDEX_NODE = "nodelifecycle/nodeName"
 
 # The node conditions the controller flips to Unknown (upstream ``nodeConditionTypes`` minus the
 # ones it never touches), in the order upstream reports them.
@@ -87,11 +87,6 @@ def last_heartbeat(node: Mapping[str, Any], lease: Mapping[str, Any] | None) -> 
     ]
     known = [t for t in times if t is not None]
     return max(known) if known else None
-
-
-def _pod_node(pod: Obj) -> list[str]:
-    node = (pod.get("spec") or {}).get("nodeName")
-    return [str(node)] if node else []
 
 
 def _lease_node(lease: Obj) -> list[str]:
@@ -160,10 +155,10 @@ class NodeLifecycleController:
         self.grace_period = grace_period
 
     def watches(self) -> Mapping[Kind, Callable[[Obj], Iterable[str]]]:
-        return {NODE: own_key, LEASE: _lease_node, POD: _pod_node}
+        return {NODE: own_key, LEASE: _lease_node, POD: indexes.node_name}
 
     def indexers(self) -> Mapping[Kind, Mapping[str, Callable[[Obj], list[str]]]]:
-        return {POD: {INDEX_NODE: _pod_node}}
+        return {POD: {indexes.NODE_NAME: indexes.node_name}}
 
     def reconcile(self, key: str, caches: Caches, now: datetime) -> Plan:
         plan = Plan()
@@ -184,14 +179,14 @@ class NodeLifecycleController:
                 plan.add(Patch(NODE, "", key, {"status": {"conditions": changed}}, "strategic", "status"))
                 if any(c["type"] == "Ready" for c in changed):
                     ready_since = now
-        pods = [p for p in caches.by_index(POD, INDEX_NODE, key) if not is_pod_terminal(p)]
+        pods = [p for p in caches.by_index(POD, indexes.NODE_NAME, key) if not is_pod_terminal(p)]
         if ready_status in ("False", "Unknown"):
             plan.extend(_mark_pods_not_ready(pods, ready_since, now))
         evictions, wait = _evictions(tt.node_taints(node), pods, now)
         plan.extend(evictions)
-        timers = [w for w in (wait, self._until(deadline, now, stale)) if w is not None]
-        if timers:
-            plan.requeue_after = min(timers)
+        for timer in (wait, self._until(deadline, now, stale)):
+            if timer is not None:
+                plan.requeue_within(timer)
         return plan
 
     @staticmethod

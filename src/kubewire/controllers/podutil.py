@@ -51,11 +51,17 @@ def generate_name_prefix(prefix: str) -> str:
     return prefix[:_MAX_GENERATED_NAME]
 
 
-def condition(obj: Mapping[str, Any], type_: str) -> Obj | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
+def status_condition(status: Mapping[str, Any], type_: str) -> Obj | None:
+    """A copy of the condition of ``type_`` in a status, if present."""
+    for cond in status.get("conditions") or []:
         if cond.get("type") == type_:
             return dict(cond)
     return None
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> Obj | None:
+    """A copy of the object's status condition of ``type_``, if present."""
+    return status_condition(obj.get("status") or {}, type_)
 
 
 def is_pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -90,8 +96,12 @@ def is_terminating(obj: Mapping[str, Any]) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
+def pod_phase(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("status") or {}).get("phase") or "")
+
+
 def is_pod_terminal(pod: Mapping[str, Any]) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+    return pod_phase(pod) in ("Succeeded", "Failed")
 
 
 def is_pod_active(pod: Mapping[str, Any]) -> bool:

@@ -25,6 +25,7 @@ from kubewire.api.apps import REPLICASET
 from kubewire.api.meta import clone, parse_time, selector_from_object
 from kubewire.api.pod import POD
 from kubewire.api.registry import Kind
+from kubewire.controllers import indexes
 from kubewire.controllers.podutil import (
     available_in,
     controller_ref,
@@ -60,24 +61,10 @@ SLOW_START_INITIAL_BATCH = 1
 # Upstream annotation that makes a pod cheaper (lower) or dearer to delete on scale-down.
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
-POD_OWNER_INDEX = "replicaset/controller-uid"  # pods by their controller's uid
-ORPHAN_POD_INDEX = "replicaset/orphans"  # pods without a controller, by namespace
-RS_OWNER_INDEX = "replicaset/rs-controller-uid"  # replicasets by their controller's uid
 ORPHAN_KEY = "pod:"
 
 # Upstream podPhaseToOrdinal: pending pods go first, running pods last.
 _PHASE_ORDINAL = {"Pending": 0, "Unknown": 1, "Running": 2}
-
-
-def controller_uid(obj: Obj) -> list[str]:
-    """Index function: the uid of the object's controller, if any."""
-    ref = controller_ref(obj)
-    return [str(ref.get("uid", ""))] if ref else []
-
-
-def orphan_namespace(obj: Obj) -> list[str]:
-    """Index function: the namespace of an object without a controller."""
-    return [] if controller_ref(obj) else [str(obj["metadata"].get("namespace", ""))]
 
 
 def _pod_keys(pod: Obj) -> Iterable[str]:
@@ -260,8 +247,8 @@ class ReplicaSetController:
 
     def indexers(self) -> Mapping[Kind, Mapping[str, Callable[[Obj], list[str]]]]:
         return {
-            POD: {POD_OWNER_INDEX: controller_uid, ORPHAN_POD_INDEX: orphan_namespace},
-            REPLICASET: {RS_OWNER_INDEX: controller_uid},
+            POD: {indexes.CONTROLLER_UID: indexes.controller_uid, indexes.ORPHANS: indexes.orphan_namespace},
+            REPLICASET: {indexes.CONTROLLER_UID: indexes.controller_uid},
         }
 
     def reconcile(self, key: str, caches: Caches, now: datetime) -> Plan:
@@ -273,8 +260,8 @@ class ReplicaSetController:
             return Plan()
         plan = Plan()
         uid = rs["metadata"].get("uid", "")
-        owned = [p for p in caches.by_index(POD, POD_OWNER_INDEX, uid) if is_pod_active(p)]
-        orphans = [p for p in caches.by_index(POD, ORPHAN_POD_INDEX, ns) if is_pod_active(p)]
+        owned = [p for p in caches.by_index(POD, indexes.CONTROLLER_UID, uid) if is_pod_active(p)]
+        orphans = [p for p in caches.by_index(POD, indexes.ORPHANS, ns) if is_pod_active(p)]
         pods = claim(POD, rs, owned, orphans, plan, lambda p: selects(rs, p))
         victims = self._manage_replicas(rs, pods, self._related_pods(caches, rs), plan, now)
         # Upstream counts the victims until their deletion shows up; counting the plan's outcome
@@ -290,10 +277,10 @@ class ReplicaSetController:
     def _related_pods(caches: Caches, rs: Obj) -> list[Obj]:
         """Active pods of this ReplicaSet and of its siblings (same controller owner)."""
         owner = controller_ref(rs)
-        siblings = caches.by_index(REPLICASET, RS_OWNER_INDEX, str(owner.get("uid"))) if owner else [rs]
+        siblings = caches.by_index(REPLICASET, indexes.CONTROLLER_UID, str(owner.get("uid"))) if owner else [rs]
         pods: list[Obj] = []
         for sibling in siblings:
-            pods.extend(caches.by_index(POD, POD_OWNER_INDEX, sibling["metadata"].get("uid", "")))
+            pods.extend(caches.by_index(POD, indexes.CONTROLLER_UID, sibling["metadata"].get("uid", "")))
         return pods
 
     @staticmethod

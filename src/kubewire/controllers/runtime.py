@@ -107,6 +107,11 @@ class Plan:
     def add(self, action: Action) -> None:
         self.actions.append(action)
 
+    def requeue_within(self, seconds: float) -> None:
+        """Reconcile again no later than ``seconds`` from now (the earliest of several timers)."""
+        if self.requeue_after is None or seconds < self.requeue_after:
+            self.requeue_after = seconds
+
     def extend(self, actions: Iterable[Action]) -> None:
         self.actions.extend(actions)
 

@@ -32,14 +32,14 @@ from typing import Any
 from kubewire.api.apps import CONTROLLER_REVISION, STATEFULSET
 from kubewire.api.pod import POD
 from kubewire.api.registry import Kind
-from kubewire.controllers import history
+from kubewire.controllers import history, indexes
 from kubewire.controllers.podutil import (
     available_in,
-    is_controlled_by,
     is_pod_available,
     is_pod_ready,
     is_terminating,
     pod_from_template,
+    pod_phase,
 )
 from kubewire.controllers.runtime import (
     Action,
@@ -58,7 +58,6 @@ Obj = dict[str, Any]
 
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"  # upstream apps.StatefulSetPodNameLabel
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"  # upstream apps.PodIndexLabel (on by default since 1.28)
-OWNER_INDEX = "statefulset-owner"  # informer index: pods/revisions by their StatefulSet's ns/name
 _ORDINAL = re.compile(r"^(.*)-([0-9]+)$")  # upstream statefulPodRegex
 
 
@@ -70,16 +69,12 @@ def parent_and_ordinal(pod: Mapping[str, Any]) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-def _phase(pod: Mapping[str, Any]) -> str:
-    return str((pod.get("status") or {}).get("phase") or "")
-
-
 def is_running_and_ready(pod: Mapping[str, Any]) -> bool:
-    return _phase(pod) == "Running" and is_pod_ready(pod)
+    return pod_phase(pod) == "Running" and is_pod_ready(pod)
 
 
 def is_running_and_available(pod: Mapping[str, Any], min_ready: int, now: datetime) -> bool:
-    return _phase(pod) == "Running" and is_pod_available(pod, min_ready, now)
+    return pod_phase(pod) == "Running" and is_pod_available(pod, min_ready, now)
 
 
 def is_healthy(pod: Mapping[str, Any]) -> bool:
@@ -125,10 +120,6 @@ class _Sync:
     def add(self, action: Action) -> None:
         self.plan.add(action)
 
-    def requeue(self, seconds: float) -> None:
-        if self.plan.requeue_after is None or seconds < self.plan.requeue_after:
-            self.plan.requeue_after = seconds
-
 
 class StatefulSetController:
     """Reconciles StatefulSets into ordinal pods and ControllerRevisions; see the module docstring."""
@@ -140,20 +131,17 @@ class StatefulSetController:
         return {STATEFULSET: own_key, POD: owner, CONTROLLER_REVISION: owner}
 
     def indexers(self) -> Mapping[Kind, Mapping[str, Callable[[Obj], list[str]]]]:
-        owner = controller_owner_key("StatefulSet")
-
-        def index(obj: Obj) -> list[str]:
-            return list(owner(obj))
-
-        return {POD: {OWNER_INDEX: index}, CONTROLLER_REVISION: {OWNER_INDEX: index}}
+        by_uid = {indexes.CONTROLLER_UID: indexes.controller_uid}
+        return {POD: by_uid, CONTROLLER_REVISION: by_uid}
 
     def reconcile(self, key: str, caches: Caches, now: datetime) -> Plan:
         ns, name = split_key(key)
         sts = caches.get(STATEFULSET, ns, name)
         if sts is None:
             return Plan()  # owned pods and revisions go with the garbage collector
-        pods = [p for p in caches.by_index(POD, OWNER_INDEX, key) if is_controlled_by(p, sts)]
-        revisions = history.owned_revisions(caches.by_index(CONTROLLER_REVISION, OWNER_INDEX, key), sts)
+        uid = sts["metadata"].get("uid", "")
+        pods = caches.by_index(POD, indexes.CONTROLLER_UID, uid)
+        revisions = history.sort_revisions(caches.by_index(CONTROLLER_REVISION, indexes.CONTROLLER_UID, uid))
         existing = {r["metadata"]["name"]: r for r in caches.list(CONTROLLER_REVISION, ns)}
         status = dict(sts.get("status") or {})
         resolution = history.resolve(
@@ -263,7 +251,7 @@ def _process_replica(sync: _Sync, ordinal: int, pod: Obj | None) -> bool:
         sync.add(_event(sync.sts, "Create", created["metadata"]["name"]))
         return True
     name = pod["metadata"]["name"]
-    phase = _phase(pod)
+    phase = pod_phase(pod)
     if phase in ("Failed", "Succeeded") and not is_terminating(pod):
         ref = f"{sync.sts['metadata'].get('namespace', '')}/{sync.sts['metadata']['name']}"
         if phase == "Failed":
@@ -277,7 +265,7 @@ def _process_replica(sync: _Sync, ordinal: int, pod: Obj | None) -> bool:
     if is_terminating(pod) or not is_running_and_ready(pod):
         return True
     if not is_running_and_available(pod, sync.min_ready, sync.now):
-        sync.requeue(available_in(pod, sync.min_ready, sync.now) or float(sync.min_ready))
+        sync.plan.requeue_within(available_in(pod, sync.min_ready, sync.now) or float(sync.min_ready))
         return True
     _fix_identity(sync, pod, ordinal)
     return False
@@ -300,7 +288,7 @@ def _process_condemned(sync: _Sync, pod: Obj, first_unhealthy: str) -> bool:
     if blocks and not is_running_and_ready(pod):
         return True
     if blocks and not is_running_and_available(pod, sync.min_ready, sync.now):
-        sync.requeue(available_in(pod, sync.min_ready, sync.now) or float(sync.min_ready))
+        sync.plan.requeue_within(available_in(pod, sync.min_ready, sync.now) or float(sync.min_ready))
         return True
     _delete(sync, pod)
     return True
@@ -332,13 +320,13 @@ def _status(sync: _Sync, pods: list[Obj], collision_count: int) -> Obj:
     counts = {"replicas": 0, "readyReplicas": 0, "availableReplicas": 0, "currentReplicas": 0, "updatedReplicas": 0}
     current_name, update_name = sync.current["metadata"]["name"], sync.update["metadata"]["name"]
     for pod in pods:
-        if _phase(pod):  # upstream isCreated
+        if pod_phase(pod):  # upstream isCreated
             counts["replicas"] += 1
         if is_running_and_ready(pod):
             counts["readyReplicas"] += 1
             if is_running_and_available(pod, sync.min_ready, sync.now):
                 counts["availableReplicas"] += 1
-        if _phase(pod) and not is_terminating(pod):
+        if pod_phase(pod) and not is_terminating(pod):
             revision = pod_revision(pod)
             counts["currentReplicas"] += revision == current_name
             counts["updatedReplicas"] += revision == update_name
