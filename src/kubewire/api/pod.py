@@ -1168,6 +1168,17 @@ POD_FIELD_SELECTORS: dict[str, FieldGetter] = {
 }
 
 
+def validate_binding(binding: Obj) -> list[FieldError]:
+    """Upstream ``ValidatePodBinding``: the target must be a Node (or name no kind) and be named."""
+    target = as_dict(binding.get("target"))
+    errs: list[FieldError] = []
+    if target.get("kind") and target["kind"] != "Node":
+        errs.append(not_supported(Path("target").child("kind"), target["kind"], ["Node", "<empty>"]))
+    if not target.get("name"):
+        errs.append(required(Path("target").child("name")))
+    return errs
+
+
 POD = Kind(
     group="",
     version="v1",

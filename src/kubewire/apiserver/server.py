@@ -26,8 +26,9 @@ from aiohttp import web
 
 from kubewire.api import patch as patching
 from kubewire.api import protobuf
-from kubewire.api.fields import FieldError, Path, invalid, not_supported, required
+from kubewire.api.fields import invalid
 from kubewire.api.meta import now_rfc3339, selector_string
+from kubewire.api.pod import validate_binding
 from kubewire.api.registry import Kind, Obj, Registry
 from kubewire.api.selection import Selection
 from kubewire.apiserver import discovery, tables
@@ -601,14 +602,10 @@ class APIServer:
             raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
         if meta.get("name") != t.name:
             raise BadRequest("name in URL does not match name in Binding object")
-        target = binding.get("target") or {}
-        errors: list[FieldError] = []
-        if target.get("kind") and target["kind"] != "Node":
-            errors.append(not_supported(Path("target").child("kind"), target["kind"], ["Node", "<empty>"]))
-        if not target.get("name"):
-            errors.append(required(Path("target").child("name")))
+        errors = validate_binding(binding)
         if errors:
             raise invalid("Binding", t.name, errors)
+        target = binding["target"]
         self.store.bind(
             t.namespace,
             t.name,
