@@ -35,6 +35,7 @@ from kubewire.api.service import (
     EXTERNAL_NAME,
     LOAD_BALANCER,
     NODE_PORT,
+    SERVICE,
     cluster_ips,
     is_headless,
     needs_health_check,
@@ -44,6 +45,7 @@ from kubewire.api.service import (
     validate_cluster_ips,
 )
 from kubewire.errors import InternalError, StatusError
+from kubewire.store.informer import key_of
 from kubewire.store.store import Store
 
 SINGLE_STACK, PREFER_DUAL_STACK, REQUIRE_DUAL_STACK = "SingleStack", "PreferDualStack", "RequireDualStack"
@@ -166,15 +168,6 @@ def port_pool(low: int, high: int) -> Pool:
 # ---------------------------------------------------------------------------------- helpers
 
 
-def is_service(kind: Kind) -> bool:
-    return kind.group == "" and kind.kind == "Service"
-
-
-def service_key(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-
-
 def _families(obj: Mapping[str, Any]) -> list[Any]:
     return list(spec_of(obj).get("ipFamilies") or [])
 
@@ -285,10 +278,10 @@ class Allocators:
         self._unconfirmed.clear()
         services = sorted(
             store.iter_objects(service_kind),
-            key=lambda o: (str(o["metadata"].get("creationTimestamp", "")), service_key(o)),
+            key=lambda o: (str(o["metadata"].get("creationTimestamp", "")), key_of(o)),
         )
         for svc in services:
-            self._set_holdings(service_key(svc), self.holdings_of(svc))
+            self._set_holdings(key_of(svc), self.holdings_of(svc))
 
     def _pools(self) -> list[Pool]:
         return [*self.ip_pools.values(), self.ports]
@@ -364,21 +357,21 @@ class Allocators:
 
     def on_removed(self, kind: Kind, obj: Obj) -> None:
         """Removal hook: a Service really gone releases everything it held."""
-        if is_service(kind):
-            key = service_key(obj)
+        if kind is SERVICE:
+            key = key_of(obj)
             self._set_holdings(key, set())
             self._unconfirmed.discard(key)
 
     def admit(self, op: str, kind: Kind, new: Obj, old: Obj | None, dry_run: bool) -> None:
         """Admission step: default IP families, allocate what ``new`` needs (in place)."""
-        if not is_service(kind):
+        if kind is not SERVICE:
             return
         self._settle()
         old = old if op == "UPDATE" else None
         if old is not None and new.get("spec") == old.get("spec"):
             return  # a status or metadata write: upstream's status REST allocates nothing either
         name = str(new.get("metadata", {}).get("name", ""))
-        operation = _Operation(self, service_key(new))
+        operation = _Operation(self, key_of(new))
         self._init_ip_families(new, old, name)
         self._allocate_cluster_ips(operation, new, old, name)
         self._allocate_node_ports(operation, new, old, name)
