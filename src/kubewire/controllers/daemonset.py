@@ -60,6 +60,7 @@ from kubewire.controllers.runtime import (
     random_suffix,
     split_key,
 )
+from kubewire.store.informer import key_of
 
 Obj = dict[str, Any]
 
@@ -235,20 +236,19 @@ class DaemonSetController:
     name = "daemonset"
 
     def __init__(self) -> None:
-        self._known: set[str] = set()  # DaemonSet keys seen, so a node event can fan out to all
+        self._caches: Caches | None = None
+
+    def bind(self, caches: Caches) -> None:
+        """A node event concerns every DaemonSet, which only the caches list."""
+        self._caches = caches
+
+    def _all_daemonsets(self, _node: Obj) -> Iterable[str]:
+        # any node change may change every DaemonSet's placement
+        return [] if self._caches is None else sorted(key_of(ds) for ds in self._caches.list(DAEMONSET))
 
     def watches(self) -> Mapping[Kind, Callable[[Obj], Iterable[str]]]:
         owner = controller_owner_key("DaemonSet")
-
-        def daemonset(obj: Obj) -> Iterable[str]:
-            keys = list(own_key(obj))
-            self._known.update(keys)
-            return keys
-
-        def node(_obj: Obj) -> Iterable[str]:
-            return sorted(self._known)  # any node change may change every DaemonSet's placement
-
-        return {DAEMONSET: daemonset, POD: owner, CONTROLLER_REVISION: owner, NODE: node}
+        return {DAEMONSET: own_key, POD: owner, CONTROLLER_REVISION: owner, NODE: self._all_daemonsets}
 
     def indexers(self) -> Mapping[Kind, Mapping[str, Callable[[Obj], list[str]]]]:
         by_uid = {indexes.CONTROLLER_UID: indexes.controller_uid}
@@ -258,7 +258,6 @@ class DaemonSetController:
         ns, name = split_key(key)
         ds = caches.get(DAEMONSET, ns, name)
         if ds is None:
-            self._known.discard(key)
             return Plan()  # owned pods and revisions go with the garbage collector
         uid = ds["metadata"].get("uid", "")
         pods = caches.by_index(POD, indexes.CONTROLLER_UID, uid)
