@@ -1,0 +1,1 @@
+"""kubelet-lite: runs the pods bound to one node as real processes in their own network namespaces."""
