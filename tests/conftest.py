@@ -65,13 +65,16 @@ class Cluster:
         return proc
 
 
-def start_cluster(tmp: Path, name: str = "test") -> Cluster:
+def start_cluster(tmp: Path, name: str = "test", up_args: tuple[str, ...] = ("--no-nodes",)) -> Cluster:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
     env["KUBEWIRE_STATE_DIR"] = str(tmp)
     env["KUBECONFIG"] = str(tmp / name / "kubeconfig")
     env["HOME"] = str(tmp)  # kubectl's discovery cache stays inside the test's directory
     cluster = Cluster(name, tmp, env)
-    cluster.kubewire("up", "--timeout", "30")
+    proc = cluster.kubewire("up", "--timeout", "30", *up_args, check=False)
+    if proc.returncode != 0:
+        cluster.kubewire("down", check=False)
+        raise AssertionError(f"kubewire up failed:\n{proc.stdout}\n{proc.stderr}")
     return cluster
 
 

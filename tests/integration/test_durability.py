@@ -66,7 +66,7 @@ def test_kill_minus_nine_loses_no_acknowledged_write(tmp_path: Path) -> None:
         resume_from = asyncio.run(write_until_killed())
         assert len(acknowledged) >= 150
         _wait_dead(_pid(tmp_path, "durable"))
-        cluster.kubewire("up")
+        cluster.kubewire("up", "--no-nodes")
 
         async def verify() -> None:
             client = HttpClient.from_kubeconfig(cluster.kubeconfig)
@@ -94,7 +94,7 @@ def test_up_is_idempotent_and_clusters_are_independent(tmp_path: Path) -> None:
     b = start_cluster(tmp_path, "beta")
     try:
         pid = _pid(tmp_path, "alpha")
-        a.kubewire("up")
+        a.kubewire("up", "--no-nodes")
         assert _pid(tmp_path, "alpha") == pid  # adopted, not restarted
         a.kubectl(
             "create", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"only-in-alpha"}}'
@@ -121,7 +121,7 @@ def test_failed_start_says_why_and_leaves_nothing(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
         env["KUBEWIRE_STATE_DIR"] = str(tmp_path)
         c = Cluster("broken", tmp_path, env)
-        proc = c.kubewire("up", "--timeout", "10", check=False)
+        proc = c.kubewire("up", "--no-nodes", "--timeout", "10", check=False)
         assert proc.returncode != 0
         assert "did not start" in proc.stderr and "address already in use" in proc.stderr.lower()
         assert not (state / "controlplane.pid").exists()

@@ -5,6 +5,7 @@ API server's allocators and admission, the controller manager and the scheduler,
 address into the state directory only once it serves and its controllers have synced, so whoever
 waits on it knows it is ready.  The allocators rebuild from the stored Services at every start,
 and the controllers from their informers, so a restart resumes where the last process stopped.
+``pods/log`` is proxied to the node agents' kubelet sockets (``<state dir>/nodes/<node>/kubelet.sock``).
 """
 
 from __future__ import annotations
@@ -55,13 +56,20 @@ class ControlPlaneSettings:
     def ready_path(self) -> Path:
         return self.state_dir / "ready"
 
+    def kubelet_socket(self, node: str) -> Path | None:
+        """Where node ``node``'s kubelet serves ``/containerLogs``; None while nothing listens there."""
+        if not node or "/" in node or node in (".", ".."):
+            return None
+        path = self.state_dir / "nodes" / node / "kubelet.sock"
+        return path if path.exists() else None
+
 
 async def run(settings: ControlPlaneSettings) -> None:
     """Serve until told to stop; the store is closed (and flushed) on the way out."""
     store = Store(default_registry(), settings.db_path, durability=settings.durability)
     Allocators(settings.network.service_cidrs, settings.network.node_port_range).install(store)
     podadmission.install(store)
-    server = APIServer(store, settings.token)
+    server = APIServer(store, settings.token, kubelet_socket=settings.kubelet_socket)
     with contextlib.suppress(FileNotFoundError):
         settings.socket_path.unlink()
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -18,15 +18,18 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import aiohttp
 import orjson
 import yaml
 from aiohttp import web
 
 from kubewire.api import patch as patching
 from kubewire.api import protobuf
-from kubewire.api.fields import invalid
+from kubewire.api.fields import FieldError, forbidden, go_quote, invalid, invalid_value
 from kubewire.api.meta import now_rfc3339, selector_string
 from kubewire.api.pod import validate_binding
 from kubewire.api.registry import Kind, Obj, Registry
@@ -57,7 +60,12 @@ PATCH_TYPES = (
 BOOKMARK_INTERVAL = 10.0
 DEFAULT_WATCH_TIMEOUT = 1800
 
-LogSource = Callable[[str, str, dict[str, str]], Awaitable[bytes]]
+# Node name -> the Unix socket its kubelet serves ``/containerLogs`` on (None: no kubelet known).
+KubeletSockets = Callable[[str], Path | None]
+# How often a quiet ``logs -f`` relay checks whether its client is still there.
+LOG_DISCONNECT_CHECK = 1.0
+# Upstream's kubelet query parameters for PodLogOptions, in the order LogLocation adds them.
+_LOG_BOOLS = ("follow", "previous", "timestamps")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -86,11 +94,11 @@ def _is_table_request(request: web.Request) -> bool:
 class APIServer:
     """Routes HTTP requests onto the store; one per cluster control plane."""
 
-    def __init__(self, store: Store, token: str, log_source: LogSource | None = None) -> None:
+    def __init__(self, store: Store, token: str, kubelet_socket: KubeletSockets | None = None) -> None:
         self.store = store
         self.registry: Registry = store.registry
         self.token = token
-        self.log_source = log_source
+        self.kubelet_socket = kubelet_socket
         self.server_address = "127.0.0.1:6443"
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
@@ -617,19 +625,90 @@ class APIServer:
         return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
 
     async def _log(self, request: web.Request, t: Target) -> web.StreamResponse:
+        """``GET pods/{name}/log``: upstream's ``LogREST`` — check, then proxy to the node's kubelet.
+
+        The options are validated and the container chosen here (``LogLocation``); the rest (which
+        run, whether it has logs yet) is the kubelet's to say, and its refusals pass through with
+        their status.  The body is streamed chunk by chunk, so ``kubectl logs -f`` follows.
+        """
+        if request.method != "GET":
+            raise MethodNotSupported("pods/log", request.method)
+        params = _log_params(request.query, t.name)
         pod = self.store.get(t.kind, t.namespace, t.name)
-        if self.log_source is None:
-            raise BadRequest(f'pod "{t.name}" has no logs: no node runs its containers yet')
+        spec = pod.get("spec") or {}
+        regular = [str(c.get("name", "")) for c in spec.get("containers") or []]
+        every = [
+            str(c.get("name", ""))
+            for key in ("initContainers", "containers", "ephemeralContainers")
+            for c in spec.get(key) or []
+        ]
         container = request.query.get("container", "")
-        containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
         if not container:
-            if len(containers) != 1:
+            if len(regular) == 1:
+                container = regular[0]
+            elif not regular:
+                raise BadRequest(f"a container name must be specified for pod {t.name}")
+            else:
                 raise BadRequest(
-                    f"a container name must be specified for pod {t.name}, choose one of: [{' '.join(containers)}]"
+                    f"a container name must be specified for pod {t.name}, choose one of: [{' '.join(every)}]"
                 )
-            container = containers[0]
-        data = await self.log_source(t.namespace, t.name, dict(request.query))
-        return web.Response(body=data, content_type="text/plain")
+        elif container not in every:
+            raise BadRequest(f"container {container} is not valid for pod {t.name}")
+        node = str(spec.get("nodeName") or "")
+        if not node:
+            raise BadRequest(
+                f"container {go_quote(container)} in pod {go_quote(t.name)} is waiting to start: ContainerCreating"
+            )
+        path = f"/containerLogs/{t.namespace}/{t.name}/{container}"
+        url = f"http://{node}{path}" + (f"?{urlencode(params)}" if params else "")
+        sock = self.kubelet_socket(node) if self.kubelet_socket is not None else None
+        if sock is None:
+            raise StatusError(500, "", f'Get "{url}": dial unix: node "{node}" has no kubelet serving logs')
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock)), timeout=timeout) as session:
+            try:
+                upstream = await session.get(f"http://{node}{path}", params=params)
+            except aiohttp.ClientConnectorError as e:
+                why = (e.os_error.strerror or str(e.os_error)).lower()
+                raise StatusError(500, "", f'Get "{url}": dial unix {sock}: connect: {why}') from e
+            except aiohttp.ClientError as e:
+                raise StatusError(500, "", f'Get "{url}": {e}') from e
+            async with upstream:
+                if upstream.status >= 300:
+                    return await _kubelet_error(upstream)
+                return await self._relay(request, upstream)
+
+    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        """Copy the kubelet's body to the client as it arrives; stop when either end goes away."""
+        response = web.StreamResponse(status=200)
+        response.content_type = "text/plain"
+        await response.prepare(request)
+        pending: asyncio.Task[bytes] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(upstream.content.readany())
+                done, _ = await asyncio.wait({pending}, timeout=LOG_DISCONNECT_CHECK)
+                if not done:
+                    if self._closing.is_set() or request.transport is None or request.transport.is_closing():
+                        return response  # the client left (or we are stopping): drop the kubelet stream
+                    continue
+                try:
+                    chunk = pending.result()
+                except aiohttp.ClientError as e:  # the kubelet went away mid-stream: end the body there
+                    log.info("log stream from kubelet ended early: %s", e)
+                    chunk = b""
+                pending = None
+                if not chunk:
+                    break
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client left
+        finally:
+            if pending is not None:
+                pending.cancel()
+        return response
 
     # ------------------------------------------------------------------ serving
 
@@ -703,3 +782,69 @@ def _decode_continue(token: str) -> tuple[str, str] | None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _log_params(q: Any, name: str) -> dict[str, str]:
+    """Decode and validate (``ValidatePodLogOptions``) a log request's options into the kubelet's query."""
+    params: dict[str, str] = {}
+    for key in _LOG_BOOLS:
+        value = q.get(key, "")
+        if value in _GO_TRUE:
+            params[key] = "true"
+        elif value not in (*_GO_FALSE, ""):
+            raise BadRequest(f'strconv.ParseBool: parsing "{value}": invalid syntax')
+    numbers: dict[str, int] = {}
+    for key in ("sinceSeconds", "tailLines", "limitBytes"):
+        value = q.get(key, "")
+        if value == "":
+            continue
+        try:
+            numbers[key] = int(value)
+        except ValueError:
+            raise BadRequest(f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
+    since_time = q.get("sinceTime", "")
+    if since_time:
+        try:
+            moment = datetime.fromisoformat(since_time)
+        except ValueError:
+            raise BadRequest(f'parsing time "{since_time}" as "2006-01-02T15:04:05Z07:00": cannot parse') from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        since_time = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    errors: list[FieldError] = []
+    if numbers.get("tailLines", 0) < 0:
+        errors.append(invalid_value("tailLines", numbers["tailLines"], "must be greater than or equal to 0"))
+    if numbers.get("limitBytes", 1) < 1:
+        errors.append(invalid_value("limitBytes", numbers["limitBytes"], "must be greater than 0"))
+    if "sinceSeconds" in numbers and since_time:
+        errors.append(forbidden("", "at most one of `sinceTime` or `sinceSeconds` may be specified"))
+    elif numbers.get("sinceSeconds", 1) < 1:
+        errors.append(invalid_value("sinceSeconds", numbers["sinceSeconds"], "must be greater than 0"))
+    if errors:
+        raise invalid("PodLogOptions", name, errors)
+    if "sinceSeconds" in numbers:
+        params["sinceSeconds"] = str(numbers["sinceSeconds"])
+    if since_time:
+        params["sinceTime"] = since_time
+    for key in ("tailLines", "limitBytes"):
+        if key in numbers:
+            params[key] = str(numbers[key])
+    return params
+
+
+_STATUS_REASONS = {400: "BadRequest", 404: "NotFound", 422: "Invalid", 500: "InternalError", 503: "ServiceUnavailable"}
+
+
+async def _kubelet_error(upstream: aiohttp.ClientResponse) -> web.Response:
+    """A kubelet refusal, passed on with its status (a Status body verbatim, plain text wrapped in one)."""
+    body = await upstream.content.read(50_000)  # upstream's maxReadLength for proxied error bodies
+    with contextlib.suppress(orjson.JSONDecodeError):
+        status = orjson.loads(body)
+        if isinstance(status, dict) and status.get("kind") == "Status":
+            return _json(status, upstream.status)
+    message = body.decode("utf-8", "replace").strip() or f"the kubelet answered {upstream.status}"
+    return _error(StatusError(upstream.status, _STATUS_REASONS.get(upstream.status, ""), message))

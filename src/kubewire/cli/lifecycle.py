@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from kubewire.api.netconfig import ClusterNetwork
 from kubewire.apiserver.controlplane import ControlPlaneSettings, run
@@ -38,7 +39,16 @@ def examples_dir() -> Path:
 
 
 def run_controlplane(state: ClusterState, durability: str) -> int:
-    settings = ControlPlaneSettings(state.dir, "127.0.0.1", state.port(), state.token(), durability, state.network())
+    grace = float(state.settings().get("nodeMonitorGracePeriod") or 50.0)
+    settings = ControlPlaneSettings(
+        state.dir,
+        "127.0.0.1",
+        state.port(),
+        state.token(),
+        durability,
+        state.network(),
+        node_monitor_grace_period=grace,
+    )
     asyncio.run(run(settings))
     return 0
 
@@ -53,11 +63,13 @@ def _ready(state: ClusterState, timeout: float = 1.0) -> bool:
         return False
 
 
-def up(state: ClusterState, timeout: float, network: ClusterNetwork | None = None) -> None:
+def up(
+    state: ClusterState, timeout: float, network: ClusterNetwork | None = None, settings: dict[str, Any] | None = None
+) -> None:
     fresh = not state.exists()
     if not fresh and state.pid() and _ready(state):
         return  # already running: adopt it
-    state.initialise(network)
+    state.initialise(network, settings)
     log = open(state.log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "kubewire.cli.main", "--name", state.name, "controlplane"],

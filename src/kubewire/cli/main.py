@@ -14,8 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from kubewire.api.netconfig import IP_FAMILIES, ClusterNetwork
-from kubewire.cli import lifecycle, output
+from kubewire.api.netconfig import IP_FAMILIES, POD_NETWORKS
+from kubewire.cli import clusterconfig, lifecycle, nodes, output
 from kubewire.cli.state import ClusterState, cluster_state
 from kubewire.errors import StatusError
 
@@ -37,14 +37,39 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--ip-family",
         choices=IP_FAMILIES,
-        default="ipv4",
+        default=None,
         help="address families of a new cluster (default: ipv4; an existing cluster keeps its own)",
     )
+    up.add_argument("--nodes", type=int, default=None, help="number of nodes of a new cluster (default: 3)")
+    up.add_argument("--zones", type=int, default=None, help="spread the nodes over this many zones (default: 1)")
+    up.add_argument(
+        "--pod-network", choices=POD_NETWORKS, default=None, help="routed between nodes (default) or a VXLAN overlay"
+    )
+    up.add_argument(
+        "--node-monitor-grace-period",
+        type=float,
+        default=None,
+        help="seconds without heartbeats before a node goes NotReady (default: 50, as kube-controller-manager)",
+    )
+    up.add_argument("--config", help="a cluster config file (kind: Cluster) with the same settings")
+    up.add_argument("--no-nodes", action="store_true", help="run only the control plane (no namespaces, no root)")
 
     down = sub.add_parser("down", help="stop the cluster and remove its state")
     down.add_argument("--keep-state", action="store_true", help="stop, but keep the stored objects for the next 'up'")
 
     sub.add_parser("status", help="say whether the cluster runs, where, and what it holds")
+
+    ex = sub.add_parser("exec", help="run a command inside a pod, a node (node/NAME) or the client namespace")
+    ex.add_argument("target", help="POD, node/NAME or client")
+    ex.add_argument("-n", "--namespace", default="default")
+    ex.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command and its arguments (default: sh)")
+
+    node = sub.add_parser("node", help="simulate node failures: stop or start a node")
+    node.add_argument("action", choices=["stop", "start"])
+    node.add_argument("node_name", metavar="NAME")
+
+    agent = sub.add_parser("node-agent", help=argparse.SUPPRESS)
+    agent.add_argument("node_name")
     sub.add_parser("kubeconfig", help="print the path of the kubeconfig to use with kubectl")
 
     apply = sub.add_parser("apply", help="server-side apply manifests (files, directories or -)")
@@ -77,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StatusError as err:
         print(output.error_message(err), file=sys.stderr)
         return EXIT_ERROR
-    except lifecycle.LifecycleError as err:
+    except (lifecycle.LifecycleError, clusterconfig.ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -89,14 +114,33 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
     if cmd == "controlplane":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         return lifecycle.run_controlplane(state, args.durability)
+    if cmd == "node-agent":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        return nodes.run_node_agent(state, args.node_name)
     if cmd == "up":
-        lifecycle.up(state, args.timeout, ClusterNetwork(ip_family=args.ip_family))
+        config = clusterconfig.from_args(args)
+        if not args.no_nodes:
+            nodes.require_root()
+        lifecycle.up(state, args.timeout, config.network, config.settings())
+        if not args.no_nodes:
+            nodes.up_nodes(state, args.timeout)
         if args.examples:
             asyncio.run(output.apply_paths(state, [str(lifecycle.examples_dir())], force=True))
+            if not args.no_nodes:
+                print(asyncio.run(nodes.wait_examples(state, args.timeout)), file=sys.stderr)
         print(lifecycle.welcome(state))
         return 0
     if cmd == "down":
+        nodes.down_nodes(state)
         lifecycle.down(state, keep_state=args.keep_state)
+        return 0
+    if cmd == "exec":
+        return nodes.exec_into(state, args.target, args.namespace, args.argv)
+    if cmd == "node":
+        nodes.require_root()
+        nodes.node_action(state, args.node_name, args.action)
         return 0
     if cmd == "status":
         print(asyncio.run(lifecycle.status(state)))

@@ -15,6 +15,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -85,6 +86,18 @@ class ClusterState:
         except FileNotFoundError:
             return ClusterNetwork()
 
+    @property
+    def settings_path(self) -> Path:
+        return self.dir / "cluster.json"
+
+    def settings(self) -> dict[str, Any]:
+        """Node count, zones, node labels and the node monitor grace period the cluster was made with."""
+        try:
+            data: dict[str, Any] = json.loads(self.settings_path.read_text())
+            return data
+        except FileNotFoundError:
+            return {}
+
     def exists(self) -> bool:
         return self.token_path.exists()
 
@@ -110,12 +123,14 @@ class ClusterState:
             return pid
         return pid
 
-    def initialise(self, network: ClusterNetwork | None = None) -> None:
+    def initialise(self, network: ClusterNetwork | None = None, settings: dict[str, Any] | None = None) -> None:
         """Create the directory, a token, a free loopback port, the network settings and the
         kubeconfig (once: an existing cluster keeps the network it was made with)."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.network_path.exists():
             self.network_path.write_text(json.dumps((network or ClusterNetwork()).to_dict(), indent=2) + "\n")
+        if not self.settings_path.exists() and settings is not None:
+            self.settings_path.write_text(json.dumps(settings, indent=2) + "\n")
         if not self.token_path.exists():
             self.token_path.write_text(secrets.token_urlsafe(32) + "\n")
             self.token_path.chmod(0o600)

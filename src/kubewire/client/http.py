@@ -76,6 +76,15 @@ class HttpClient:
         params = ConnectionParams(timeout=httpx.Timeout(30.0, read=None), trust_env=False)
         return cls(_adapter_client(single, params), field_manager)
 
+    @classmethod
+    def from_socket(cls, path: Path, field_manager: str = "kubewire") -> HttpClient:
+        """Over kubewire's Unix socket (node agents and other in-cluster components on this machine)."""
+        transport = httpx.AsyncHTTPTransport(uds=str(path))
+        http = httpx.AsyncClient(
+            transport=transport, base_url="http://kubewire", timeout=httpx.Timeout(30.0, read=None), trust_env=False
+        )
+        return cls(http, field_manager)
+
     async def request(
         self,
         method: str,

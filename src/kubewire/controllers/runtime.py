@@ -323,31 +323,34 @@ class Writer:
         return None
 
     async def _record(self, ev: RecordEvent) -> None:
-        meta = ev.involved.get("metadata") or {}
-        ns = meta.get("namespace") or "default"
-        now = now_rfc3339(self.clock())
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": ns},
-            "involvedObject": {
-                "apiVersion": ev.involved.get("apiVersion", ""),
-                "kind": ev.involved.get("kind", ""),
-                "name": meta.get("name", ""),
-                "namespace": meta.get("namespace", ""),
-                "uid": meta.get("uid", ""),
-                "resourceVersion": meta.get("resourceVersion", ""),
-            },
-            "reason": ev.reason,
-            "message": ev.message,
-            "type": ev.type,
-            "source": {"component": self.component},
-            "reportingComponent": self.component,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        event = event_object(ev, self.component, now_rfc3339(self.clock()))
         await self.client.create(self.event_kind, event, field_manager=self.component)
+
+
+def event_object(ev: RecordEvent, component: str, now: str) -> Obj:
+    """The core/v1 Event a component posts about ``ev.involved`` (as client-go's recorder shapes it)."""
+    meta = ev.involved.get("metadata") or {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": meta.get("namespace") or "default"},
+        "involvedObject": {
+            "apiVersion": ev.involved.get("apiVersion", ""),
+            "kind": ev.involved.get("kind", ""),
+            "name": meta.get("name", ""),
+            "namespace": meta.get("namespace", ""),
+            "uid": meta.get("uid", ""),
+            "resourceVersion": meta.get("resourceVersion", ""),
+        },
+        "reason": ev.reason,
+        "message": ev.message,
+        "type": ev.type,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
 
 
 # ---------------------------------------------------------------------------------- manager

@@ -1,0 +1,37 @@
+"""The node agent process: the kubelet of one node, run inside that node's network namespace.
+
+``kubewire up`` starts one per node (``kubewire node-agent NAME``, hidden).  It reaches the API
+server over the control plane's Unix socket, so cutting the node's fabric link never cuts its
+management path; ``kubewire node stop`` freezes the process instead.  SIGTERM stops it and leaves
+the pods' processes running for the next agent to adopt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+
+from kubewire.agents.kubelet.kubelet import Kubelet, NodeConfig
+from kubewire.api.netconfig import ClusterNetwork
+from kubewire.client.http import HttpClient
+from kubewire.host.netlink import Iproute
+
+log = logging.getLogger("kubewire.nodeagent")
+
+
+async def run(state_dir: Path, node: str, lease_interval: float = 10.0) -> None:
+    config = NodeConfig.load(state_dir, node)
+    network = ClusterNetwork.from_dict(json.loads((state_dir / "network.json").read_text()))
+    client = HttpClient.from_socket(state_dir / "apiserver.sock", field_manager="kubelet")
+    kubelet = Kubelet(client, config, network, Iproute(), lease_interval=lease_interval)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await kubelet.run(stop)
+    finally:
+        await client.close()

@@ -1,0 +1,187 @@
+"""The CLI's side of the cluster runtime: bring nodes up and down, exec into namespaces, stop nodes.
+
+``up`` builds the topology (idempotently) and starts a node agent per node; ``down`` stops the
+agents, then removes every owned namespace with whatever still runs inside; ``exec`` enters a
+pod's, a node's or the client's namespaces and ``exec``s the command, so the terminal and stdin
+are the user's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import replace
+
+from kubewire.agents import nodeagent, topology
+from kubewire.agents.kubelet.sandbox import pod_netns
+from kubewire.agents.kubelet.state import pod_dir_name
+from kubewire.api.apps import DEPLOYMENT
+from kubewire.api.pod import POD
+from kubewire.cli.lifecycle import LifecycleError, require_running
+from kubewire.cli.state import ClusterState
+from kubewire.client.http import HttpClient
+from kubewire.errors import StatusError
+from kubewire.host import process
+from kubewire.host.netlink import Iproute, NetlinkError
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LifecycleError(
+            "nodes and pods are network namespaces, which need root: run as root, or use --no-nodes for the "
+            "control plane alone"
+        )
+
+
+def cluster_topology(state: ClusterState) -> topology.Topology:
+    settings = state.settings()
+    names = topology.saved(state.dir)
+    count = len(names) or int(settings.get("nodes") or 0)
+    topo = topology.plan(state.name, state.network(), count, int(settings.get("zones") or 1), state.dir)
+    labels = settings.get("nodeLabels") or []
+    if labels:
+        nodes = tuple(replace(n, labels=dict(labels[i]) if i < len(labels) else {}) for i, n in enumerate(topo.nodes))
+        topo = topology.Topology(topo.cluster, topo.network, nodes, topo.state_dir)
+    return topo
+
+
+def _agent_env(state: ClusterState) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECONFIG")}
+    env["KUBEWIRE_STATE_DIR"] = str(state.dir.parent)
+    return env
+
+
+def up_nodes(state: ClusterState, timeout: float) -> None:
+    topo = cluster_topology(state)
+    if not topo.nodes:
+        return
+    try:
+        asyncio.run(topology.build(topo, Iproute()))
+    except topology.TopologyError as e:
+        raise LifecycleError(str(e)) from None
+    env = _agent_env(state)
+    for node in topo.nodes:
+        if topology.is_stopped(node):
+            continue
+        topology.start_agent(state.name, node, env)
+    late = topology.wait_agents([n for n in topo.nodes if not topology.is_stopped(n)], timeout)
+    if late:
+        tails = []
+        for name in late:
+            log = topo.node(name).node_dir / "agent.log"
+            lines = log.read_text(errors="replace").splitlines()[-10:] if log.exists() else ["(no log)"]
+            tails.append(f"--- {name} ---\n" + "\n".join(lines))
+        raise LifecycleError("node agents did not become ready:\n" + "\n".join(tails))
+
+
+def down_nodes(state: ClusterState) -> list[str]:
+    if not state.exists():
+        return []
+    topo = cluster_topology(state)
+    for node in topo.nodes:
+        topology.stop_agent(node)
+    if os.geteuid() != 0:
+        return []
+    return asyncio.run(topology.destroy(state.dir, Iproute()))
+
+
+def node_action(state: ClusterState, name: str, action: str) -> None:
+    require_running(state)
+    topo = cluster_topology(state)
+    try:
+        topo.node(name)
+    except KeyError:
+        raise LifecycleError(
+            f"node {name!r} is not a node of cluster {state.name!r} (nodes: {', '.join(n.name for n in topo.nodes)})"
+        ) from None
+    try:
+        asyncio.run(topology.set_node_running(topo, name, action == "start", Iproute()))
+    except NetlinkError as e:
+        raise LifecycleError(str(e)) from None
+    if action == "start" and topology.agent_pid(topo.node(name)) is None:
+        topology.start_agent(state.name, topo.node(name), _agent_env(state))
+
+
+def run_node_agent(state: ClusterState, node: str) -> int:
+    grace = float(state.settings().get("nodeMonitorGracePeriod") or 50.0)
+    asyncio.run(nodeagent.run(state.dir, node, lease_interval=min(10.0, max(0.5, grace / 5))))
+    return 0
+
+
+async def _pod(state: ClusterState, namespace: str, name: str) -> dict[str, object]:
+    client = HttpClient.from_socket(state.dir / "apiserver.sock")
+    try:
+        return await client.get(POD, name, namespace)
+    finally:
+        await client.close()
+
+
+def sandbox_for(state: ClusterState, target: str, namespace: str) -> process.Sandbox:
+    """Where ``kubewire exec TARGET`` runs: a pod's namespaces, ``node/NAME`` or ``client``."""
+    topo = cluster_topology(state)
+    if target == "client":
+        return process.Sandbox(netns=topo.client)
+    if target.startswith(("node/", "nodes/")):
+        name = target.split("/", 1)[1]
+        try:
+            return process.Sandbox(netns=topo.node(name).netns)
+        except KeyError:
+            raise LifecycleError(f'nodes "{name}" not found') from None
+    name = target.split("/", 1)[1] if target.startswith(("pod/", "pods/")) else target
+    try:
+        pod = asyncio.run(_pod(state, namespace, name))
+    except StatusError as e:
+        raise LifecycleError(e.message) from None
+    meta: dict[str, str] = pod["metadata"]  # type: ignore[assignment]
+    spec: dict[str, object] = pod.get("spec") or {}  # type: ignore[assignment]
+    node = str(spec.get("nodeName") or "")
+    pod_dir = state.dir / "nodes" / node / "pods" / pod_dir_name(namespace, name, meta["uid"])
+    if not node or not (pod_dir / "hosts").exists():
+        raise LifecycleError(f'pod "{name}" has no running sandbox yet (phase {(pod.get("status") or {})})')
+    mounts = tuple((str(pod_dir / f), f"/etc/{f}") for f in ("resolv.conf", "hosts", "hostname"))
+    if spec.get("hostNetwork"):
+        return process.Sandbox(netns=topo.node(node).netns, mounts=mounts)
+    hostname = (pod_dir / "hostname").read_text().strip()
+    return process.Sandbox(netns=pod_netns(state.name, meta["uid"]), mounts=mounts, hostname=hostname)
+
+
+def exec_into(state: ClusterState, target: str, namespace: str, command: list[str]) -> int:
+    require_root()
+    require_running(state)
+    argv = command[1:] if command[:1] == ["--"] else command
+    box = sandbox_for(state, target, namespace)
+    try:
+        process.enter(box)
+    except OSError as e:
+        raise LifecycleError(f"cannot enter {target}: {e}") from None
+    argv = argv or ["sh"]
+    sys.stdout.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        print(f'error: exec: "{argv[0]}": {e.strerror}', file=sys.stderr)
+        return 127
+    return 0  # not reached
+
+
+async def wait_examples(state: ClusterState, timeout: float) -> str:
+    """Wait (bounded) for the example Deployment's pods to be Ready; says how long it took."""
+    client = HttpClient.from_socket(state.dir / "apiserver.sock")
+    kind = DEPLOYMENT
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < timeout:
+            try:
+                dep = await client.get(kind, "echo", "default")
+            except StatusError:
+                dep = {}
+            want = int((dep.get("spec") or {}).get("replicas") or 0)
+            ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
+            if want and ready >= want:
+                return f"example app ready: {ready}/{want} echo pods in {time.monotonic() - start:.1f}s"
+            await asyncio.sleep(0.1)
+        return "example app not ready yet; see 'kubectl get pods'"
+    finally:
+        await client.close()

@@ -1,0 +1,305 @@
+"""The cluster runtime with real traffic: namespaces as nodes and pods, real processes, kubectl.
+
+One dual-stack cluster of two nodes per module (``kubewire up``), torn down with ``kubewire down``
+even when a test fails; each test works in its own Kubernetes namespace and waits on conditions.
+Needs root and iproute2; skipped elsewhere with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.conftest import Cluster, start_cluster
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+    pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 is not installed"),
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
+]
+T = TypeVar("T")
+NAME = f"kws{os.getpid() % 100000}"
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = start_cluster(
+        tmp_path_factory.mktemp("rt"),
+        NAME,
+        ("--nodes", "2", "--zones", "2", "--ip-family", "dual", "--node-monitor-grace-period", "4"),
+    )
+    try:
+        yield c
+    finally:
+        c.kubewire("down", check=False)
+
+
+@pytest.fixture
+def ns(rt: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = request.node.name.replace("_", "-").lower()[:40].strip("-")
+    rt.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        rt.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def get(rt: Cluster, *args: str) -> Any:
+    return json.loads(rt.kubectl("get", *args, "-o", "json").stdout)
+
+
+def apply(rt: Cluster, ns: str, manifest: dict[str, Any]) -> None:
+    rt.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+
+
+def pod(name: str, image: str, node: str = "", **spec: Any) -> dict[str, Any]:
+    container = {"name": "c", "image": image, **spec.pop("container", {})}
+    body: dict[str, Any] = {"containers": [container], "terminationGracePeriodSeconds": 2, **spec}
+    if node:
+        body["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": body}
+
+
+def ready_pod(rt: Cluster, ns: str, name: str, timeout: float = 30.0) -> dict[str, Any]:
+    rt.kubectl("wait", "-n", ns, "--for=condition=Ready", f"pod/{name}", f"--timeout={int(timeout)}s")
+    return dict(get(rt, "-n", ns, "pod", name))
+
+
+def kexec(rt: Cluster, target: str, *cmd: str, ns: str = "default", timeout: float = 20) -> str:
+    proc = subprocess.run(
+        [*rt_cmd(rt), "exec", "-n", ns, target, "--", *cmd],
+        env=rt.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"exec {target} {cmd} failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def rt_cmd(rt: Cluster) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "kubewire.cli.main", "--name", rt.name]
+
+
+def nodes(rt: Cluster) -> list[str]:
+    return sorted(n["metadata"]["name"] for n in get(rt, "nodes")["items"])
+
+
+def curl(rt: Cluster, target: str, url: str, ns: str = "default") -> str:
+    return kexec(rt, target, "curl", "-sS", "-g", "--max-time", "5", url, ns=ns)
+
+
+def test_nodes_register_ready_with_addresses_zones_and_pod_cidrs(rt: Cluster) -> None:
+    items = wait_for("2 nodes", lambda: (lambda i: i if len(i) == 2 else None)(get(rt, "nodes")["items"]))
+    zones = set()
+    for node in items:
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True" and ready["reason"] == "KubeletReady"
+        ips = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+        assert ips[0].startswith("172.18.0.") and ips[1].startswith("fc00:f853:ccd:e793::")
+        assert len(node["spec"]["podCIDRs"]) == 2
+        zones.add(node["metadata"]["labels"]["topology.kubernetes.io/zone"])
+    assert zones == {"zone-a", "zone-b"}
+
+
+def test_pod_to_pod_same_node_across_nodes_node_to_pod_and_ipv6(rt: Cluster, ns: str) -> None:
+    a, b = nodes(rt)
+    for name, node in (("srv", a), ("near", a), ("far", b)):
+        apply(rt, ns, pod(name, "registry.k8s.io/e2e-test-images/agnhost:2.53", node, container={"args": ["netexec"]}))
+    srv = ready_pod(rt, ns, "srv")
+    ready_pod(rt, ns, "near")
+    ready_pod(rt, ns, "far")
+    v4, v6 = (p["ip"] for p in srv["status"]["podIPs"])
+    assert srv["status"]["hostIP"].startswith("172.18.0.")
+    # Same node, across nodes (the source address arrives unchanged: no NAT), node to pod, IPv6.
+    near_ip = get(rt, "-n", ns, "pod", "near")["status"]["podIP"]
+    far_ip = get(rt, "-n", ns, "pod", "far")["status"]["podIP"]
+    assert curl(rt, "near", f"http://{v4}:8080/clientip", ns).startswith(near_ip + ":")
+    assert curl(rt, "far", f"http://{v4}:8080/clientip", ns).startswith(far_ip + ":")
+    assert curl(rt, "far", f"http://[{v6}]:8080/hostname", ns) == "srv"
+    assert curl(rt, f"node/{b}", f"http://{v4}:8080/hostname") == "srv"
+    # Each pod has its own resolv.conf and hosts, as the kubelet writes them.
+    resolv = kexec(rt, "far", "cat", "/etc/resolv.conf", ns=ns)
+    assert f"search {ns}.svc.cluster.local svc.cluster.local cluster.local" in resolv
+    assert "nameserver 10.96.0.10" in resolv and "ndots:5" in resolv
+    assert "far" in kexec(rt, "far", "cat", "/etc/hosts", ns=ns)
+
+
+def test_downward_api_env_configmap_and_logs(rt: Cluster, ns: str) -> None:
+    rt.kubectl("create", "configmap", "cfg", "-n", ns, "--from-literal=greeting=hello")
+    env = [
+        {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+    ]
+    script = 'echo "$GREETING from $MY_POD at $MY_IP"; sleep 3600'
+    apply(rt, ns, pod("envy", "busybox", container={"command": ["sh", "-c", script], "env": env}))
+    p = ready_pod(rt, ns, "envy")
+    want = f"hello from envy at {p['status']['podIP']}"
+    wait_for("the log line", lambda: want in rt.kubectl("logs", "-n", ns, "envy").stdout)
+    assert rt.kubectl("logs", "-n", ns, "envy", "--tail=1").stdout.strip() == want
+
+
+def test_crashing_container_restarts_and_serves_again(rt: Cluster, ns: str) -> None:
+    apply(rt, ns, pod("crashy", "registry.k8s.io/e2e-test-images/agnhost:2.53", container={"args": ["netexec"]}))
+    ready_pod(rt, ns, "crashy")
+    # netexec exits at once on /exit, so the request itself may see the connection close.
+    subprocess.run(
+        [*rt_cmd(rt), "exec", "-n", ns, "crashy", "--", "curl", "-s", "--max-time", "5", "http://127.0.0.1:8080/exit?code=3"],
+        env=rt.env,
+        capture_output=True,
+        timeout=20,
+    )
+
+    def restarted() -> dict[str, Any] | None:
+        p = get(rt, "-n", ns, "pod", "crashy")
+        st = p["status"]["containerStatuses"][0]
+        return p if st["restartCount"] >= 1 and st["ready"] else None
+
+    p = wait_for("a restart", restarted)
+    last = p["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert last["exitCode"] == 3 and last["reason"] == "Error"
+    assert curl(rt, "crashy", "http://127.0.0.1:8080/hostname", ns) == "crashy"
+    previous = rt.kubectl("logs", "-n", ns, "crashy", "--previous", check=False)
+    assert previous.returncode == 0, previous.stderr
+
+
+def test_failing_readiness_probe_leaves_and_rejoins_the_endpointslice(rt: Cluster, ns: str, tmp_path: Path) -> None:
+    flag = tmp_path / "ready"
+    flag.write_text("ok")
+    probe = {"exec": {"command": ["test", "-f", str(flag)]}, "periodSeconds": 1, "failureThreshold": 1}
+    apply(
+        rt,
+        ns,
+        pod("probed", "registry.k8s.io/e2e-test-images/agnhost:2.53", container={"args": ["netexec"], "readinessProbe": probe}),
+    )
+    rt.kubectl("expose", "pod", "probed", "-n", ns, "--port=80", "--target-port=8080")
+    ready_pod(rt, ns, "probed")
+
+    def endpoint_ready() -> bool | None:
+        slices = get(rt, "-n", ns, "endpointslices", "-l", "kubernetes.io/service-name=probed")["items"]
+        eps = [e for s in slices for e in s.get("endpoints") or []]
+        return eps[0]["conditions"]["ready"] if eps else None
+
+    wait_for("ready endpoint", lambda: endpoint_ready() is True)
+    flag.unlink()
+    wait_for("not-ready endpoint", lambda: endpoint_ready() is False)
+    flag.write_text("ok")
+    wait_for("ready endpoint again", lambda: endpoint_ready() is True)
+
+
+def test_graceful_deletion_runs_prestop_then_sigterm(rt: Cluster, ns: str, tmp_path: Path) -> None:
+    marker = tmp_path / "prestop"
+    hook = {"preStop": {"exec": {"command": ["sh", "-c", f"echo stopped > {marker}"]}}}
+    apply(rt, ns, pod("graceful", "busybox", container={"command": ["sleep", "3600"], "lifecycle": hook}))
+    ready_pod(rt, ns, "graceful")
+    rt.kubectl("delete", "pod", "graceful", "-n", ns, "--timeout=30s")
+    assert marker.read_text().strip() == "stopped"
+
+
+def test_unsupported_image_waits_with_a_clear_reason(rt: Cluster, ns: str) -> None:
+    apply(rt, ns, pod("mystery", "example.com/no-such-app:1"))
+
+    def waiting() -> dict[str, Any] | None:
+        st = (get(rt, "-n", ns, "pod", "mystery")["status"].get("containerStatuses") or [{}])[0]
+        return (st.get("state") or {}).get("waiting") if st.get("state", {}).get("waiting", {}).get("reason") == "ErrImageNeverPull" else None
+
+    w = wait_for("the waiting reason", waiting)
+    assert "example.com/no-such-app:1" in w["message"] and "agnhost" in w["message"]
+
+
+def test_node_stop_makes_it_not_ready_and_its_pods_leave_endpoints(rt: Cluster, ns: str) -> None:
+    a, b = nodes(rt)
+    apply(rt, ns, pod("victim", "registry.k8s.io/e2e-test-images/agnhost:2.53", b, container={"args": ["netexec"]}))
+    rt.kubectl("expose", "pod", "victim", "-n", ns, "--port=80", "--target-port=8080")
+    ready_pod(rt, ns, "victim")
+    rt.kubewire("node", "stop", b)
+    try:
+
+        def node_ready(want: str) -> bool:
+            node = get(rt, "node", b)
+            return any(c["type"] == "Ready" and c["status"] == want for c in node["status"]["conditions"])
+
+        wait_for("NotReady", lambda: node_ready("Unknown"), timeout=40)
+
+        def endpoint_ready() -> bool | None:
+            slices = get(rt, "-n", ns, "endpointslices", "-l", "kubernetes.io/service-name=victim")["items"]
+            eps = [e for s in slices for e in s.get("endpoints") or []]
+            return eps[0]["conditions"]["ready"] if eps else None
+
+        wait_for("endpoint not ready", lambda: endpoint_ready() is False)
+        # The fabric link is down: the other node cannot reach the pod.
+        v4 = get(rt, "-n", ns, "pod", "victim")["status"]["podIP"]
+        proc = subprocess.run(
+            [*rt_cmd(rt), "exec", f"node/{a}", "--", "curl", "-sS", "--max-time", "1", f"http://{v4}:8080/"],
+            env=rt.env,
+            capture_output=True,
+            timeout=20,
+        )
+        assert proc.returncode != 0
+    finally:
+        rt.kubewire("node", "start", b)
+    wait_for("Ready again", lambda: node_ready("True"), timeout=40)
+
+
+def test_kill_9_then_up_adopts_the_running_cluster(rt: Cluster, ns: str) -> None:
+    apply(rt, ns, pod("survivor", "registry.k8s.io/e2e-test-images/agnhost:2.53", container={"args": ["netexec"]}))
+    before = ready_pod(rt, ns, "survivor")
+    cid = before["status"]["containerStatuses"][0]["containerID"]
+    netns_before = set(os.listdir("/run/netns"))
+    state = rt.state_dir / rt.name
+    pids = [int((state / "controlplane.pid").read_text())]
+    pids += [int((d / "agent.pid").read_text().split()[0]) for d in (state / "nodes").iterdir()]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        wait_for(f"pid {pid} gone", lambda pid=pid: not Path(f"/proc/{pid}").exists() or _reap(pid))
+    up = rt.kubewire("up", "--timeout", "30")
+    assert up.returncode == 0, up.stderr
+    assert set(os.listdir("/run/netns")) == netns_before  # nothing duplicated, nothing lost
+    after = ready_pod(rt, ns, "survivor")
+    st = after["status"]["containerStatuses"][0]
+    assert st["containerID"] == cid and st["restartCount"] == 0
+    assert curl(rt, "survivor", "http://127.0.0.1:8080/hostname", ns) == "survivor"
+
+
+def _reap(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return not Path(f"/proc/{pid}/stat").exists() or Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+
+
+def test_down_removes_every_namespace_and_process(tmp_path: Path) -> None:
+    c = start_cluster(tmp_path, "kwdown", ("--nodes", "1"))
+    owned = (tmp_path / "kwdown" / "netns.owned").read_text().split()
+    try:
+        assert owned and all(Path("/run/netns", n).exists() for n in owned)
+    finally:
+        c.kubewire("down", check=False)
+    assert not any(Path("/run/netns", n).exists() for n in owned)
+    assert not (tmp_path / "kwdown").exists()
