@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from kubewire.host import process
+
 
 def kw(env: dict[str, str], name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -73,21 +75,7 @@ def rss_kib(pid: int) -> int:
 
 
 def pids_in(netns: list[str]) -> list[int]:
-    inodes = set()
-    for n in netns:
-        try:
-            inodes.add(os.stat(f"/run/netns/{n}").st_ino)
-        except FileNotFoundError:
-            pass
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
-                    out.append(int(entry))
-            except OSError:
-                pass
-    return out
+    return process.pids_in_netns({i for i in (process.netns_inode(n) for n in netns) if i is not None})
 
 
 def run(n: int) -> dict[str, float]:
@@ -101,13 +89,24 @@ def run(n: int) -> dict[str, float]:
         if up.returncode != 0:
             raise SystemExit(f"kubewire up failed: {up.stderr}")
         try:
-            subprocess.run(["kubectl", "apply", "-f", "-"], input=deployment(n), env=env, text=True, check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["kubectl", "apply", "-f", "-"],
+                input=deployment(n),
+                env=env,
+                text=True,
+                check=True,
+                capture_output=True,
+            )
             deadline = time.monotonic() + 120
             ready = 0
             while time.monotonic() < deadline:
-                out = subprocess.run(["kubectl", "get", "deploy", "bench", "-o", "json"], env=env, text=True,
-                                     capture_output=True, check=True).stdout
+                out = subprocess.run(
+                    ["kubectl", "get", "deploy", "bench", "-o", "json"],
+                    env=env,
+                    text=True,
+                    capture_output=True,
+                    check=True,
+                ).stdout
                 ready = int(json.loads(out).get("status", {}).get("readyReplicas") or 0)
                 if ready >= n:
                     break
@@ -138,7 +137,9 @@ def main() -> None:
         print("bench/runtime.py: skipped (network namespaces need root)")
         return
     print("kubewire runtime: kubewire up --nodes 3, then a Deployment of N echo pods with readiness probes")
-    print(f"{'pods':>5} {'ready':>5} {'up (s)':>8} {'up→all Ready (s)':>17} {'RSS/pod (MiB)':>14} {'agents RSS (MiB)':>17}")
+    print(
+        f"{'pods':>5} {'ready':>5} {'up (s)':>8} {'up→all Ready (s)':>17} {'RSS/pod (MiB)':>14} {'agents RSS (MiB)':>17}"
+    )
     for n in (int(s) for s in args.sizes.split(",")):
         r = run(n)
         print(

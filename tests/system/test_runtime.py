@@ -7,6 +7,7 @@ Needs root and iproute2; skipped elsewhere with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -168,7 +169,19 @@ def test_crashing_container_restarts_and_serves_again(rt: Cluster, ns: str) -> N
     ready_pod(rt, ns, "crashy")
     # netexec exits at once on /exit, so the request itself may see the connection close.
     subprocess.run(
-        [*rt_cmd(rt), "exec", "-n", ns, "crashy", "--", "curl", "-s", "--max-time", "5", "http://127.0.0.1:8080/exit?code=3"],
+        [
+            *rt_cmd(rt),
+            "exec",
+            "-n",
+            ns,
+            "crashy",
+            "--",
+            "curl",
+            "-s",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:8080/exit?code=3",
+        ],
         env=rt.env,
         capture_output=True,
         timeout=20,
@@ -194,7 +207,11 @@ def test_failing_readiness_probe_leaves_and_rejoins_the_endpointslice(rt: Cluste
     apply(
         rt,
         ns,
-        pod("probed", "registry.k8s.io/e2e-test-images/agnhost:2.53", container={"args": ["netexec"], "readinessProbe": probe}),
+        pod(
+            "probed",
+            "registry.k8s.io/e2e-test-images/agnhost:2.53",
+            container={"args": ["netexec"], "readinessProbe": probe},
+        ),
     )
     rt.kubectl("expose", "pod", "probed", "-n", ns, "--port=80", "--target-port=8080")
     ready_pod(rt, ns, "probed")
@@ -225,7 +242,11 @@ def test_unsupported_image_waits_with_a_clear_reason(rt: Cluster, ns: str) -> No
 
     def waiting() -> dict[str, Any] | None:
         st = (get(rt, "-n", ns, "pod", "mystery")["status"].get("containerStatuses") or [{}])[0]
-        return (st.get("state") or {}).get("waiting") if st.get("state", {}).get("waiting", {}).get("reason") == "ErrImageNeverPull" else None
+        return (
+            (st.get("state") or {}).get("waiting")
+            if st.get("state", {}).get("waiting", {}).get("reason") == "ErrImageNeverPull"
+            else None
+        )
 
     w = wait_for("the waiting reason", waiting)
     assert "example.com/no-such-app:1" in w["message"] and "agnhost" in w["message"]
@@ -287,10 +308,8 @@ def test_kill_9_then_up_adopts_the_running_cluster(rt: Cluster, ns: str) -> None
 
 
 def _reap(pid: int) -> bool:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     return not Path(f"/proc/{pid}/stat").exists() or Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
 
 

@@ -62,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("exec", help="run a command inside a pod, a node (node/NAME) or the client namespace")
     ex.add_argument("target", help="POD, node/NAME or client")
     ex.add_argument("-n", "--namespace", default="default")
-    ex.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command and its arguments (default: sh)")
+    ex.add_argument(
+        "argv", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command and its arguments (default: sh)"
+    )
 
     node = sub.add_parser("node", help="simulate node failures: stop or start a node")
     node.add_argument("action", choices=["stop", "start"])

@@ -9,8 +9,8 @@ The shapes, chosen to match what kind users see:
 - a *fabric* namespace holds one bridge joining every node and the ``client`` namespace (the
   docker network of kind); nodes are 172.18.0.2, .3, … and the client 172.18.0.1;
 - each pod has a veth whose node end carries the pod CIDR's gateway address (``.1``, /32) and a
-  host route to the pod, as CNI's ``ptp`` plugin does; the pod's default route points at that
-  gateway, so same-node traffic is routed by the node, never bridged;
+  host route to the pod, as CNI's ``ptp`` plugin does; the pod holds its address as a /32 (/128)
+  with a default route to that gateway, so all traffic, same-node included, is routed by the node;
 - *routed* mode: every node routes each peer's pod CIDR via the peer's fabric address (no NAT,
   no encapsulation: the Kubernetes network model at its plainest);
 - *vxlan* mode: a ``kw-vxlan`` device per node, peers reached through static FDB and neighbour
@@ -222,10 +222,11 @@ def pod_plan(node_netns: str, pod: PodNet) -> list[Batch]:
     for addr, cidr in zip(pod.addresses, pod.pod_cidrs, strict=True):
         gw = gateway(cidr)
         host = _host_prefix(addr)
-        prefix = ipaddress.ip_network(cidr).prefixlen
         node_lines.append(f"addr replace {gw}/{host} dev {veth}{_addr_flags(gw)}")
         node_lines.append(f"route replace {addr}/{host} dev {veth} scope link")
-        pod_lines.append(f"addr replace {addr}/{prefix} dev {POD_IFACE}{_addr_flags(addr)}")
+        # A host prefix, not the node's /24: every destination, same-node pods included, then goes
+        # through the gateway (the node), which routes it; nothing is ARPed for across veths.
+        pod_lines.append(f"addr replace {addr}/{host} dev {POD_IFACE}{_addr_flags(addr)}")
         pod_lines.append(f"route replace default via {gw} dev {POD_IFACE} onlink")
     return [Batch(node_netns, tuple(node_lines)), Batch(pod.netns, tuple(pod_lines))]
 

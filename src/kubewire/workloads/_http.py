@@ -377,6 +377,16 @@ class _Connection:
         finally:
             await self.close()
 
+    async def call_handler(self, request: Request) -> Response:
+        """Run the handler; a bug in it costs that request a 500, not the process (Go recovers handler panics too)."""
+        try:
+            return await self.listener.handler(request)
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as err:
+            _runtime.log(f"http: panic serving {request.remote}: {type(err).__name__}: {err}")
+            return go_error("Internal Server Error", 500)
+
     async def _sniff_preface(self) -> bytes:
         """Read until the bytes either are, or cannot become, the HTTP/2 connection preface."""
         data = b""
@@ -446,7 +456,7 @@ class _Connection:
             if self.listener.h2_upgrade and upgrade == "h2c" and len(settings) == 1:
                 await self._upgrade_h2c(conn, request, settings[0])
                 return
-            response = await self.listener.handler(request)
+            response = await self.call_handler(request)
             if response.abort:
                 self.abort()
                 return
@@ -712,7 +722,7 @@ class _H2Connection:
     async def _respond(self, stream_id: int, request: Request) -> None:
         import h2.exceptions
 
-        response = await self.c.listener.handler(request)
+        response = await self.c.call_handler(request)
         try:
             if response.abort:
                 self.h2.reset_stream(stream_id)

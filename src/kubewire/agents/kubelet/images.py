@@ -22,7 +22,10 @@ longest match winning (``ingressconformance/echoserver`` beats ``echoserver``).
 Failures are reported the way a container runtime would: an unknown image without a command is
 ``ErrImageNeverPull`` (the image is "not present" and kubewire never pulls), and a command that is
 not on the machine is ``RunContainerError`` with runc's wording (``exec: "foo": executable file not
-found in $PATH``). Pure: the only lookups go through the ``which`` passed in.
+found in $PATH``); so is an agnhost subcommand kubewire does not implement. Machine commands run
+for every image, even distroless ones that have no shell (a superset of what a real node allows).
+``echo-advanced`` (Istio's echo app, used by the mesh conformance profile) is not built in.
+Pure: the only lookups go through the ``which`` passed in.
 """
 
 from __future__ import annotations
@@ -395,7 +398,7 @@ def resolve(
     if spec.workload and argv[0] in spec.programs:
         rest = argv[1:]
         if spec.workload == "agnhost" and not spec.mode:
-            subcommand = next((a for a in rest if not a.startswith("-")), "")
+            subcommand = rest[0] if rest and not rest[0].startswith("-") else ""
             if subcommand and subcommand not in AGNHOST_SUBCOMMANDS:
                 return Unsupported(
                     RUN_CONTAINER_ERROR,

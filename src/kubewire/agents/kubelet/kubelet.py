@@ -294,7 +294,7 @@ class Kubelet:
             try:
                 await self._renew_lease()
                 now = asyncio.get_running_loop().time()
-                if now - last_status >= STATUS_REPORT:
+                if now - last_status >= STATUS_REPORT or not self._status_current():
                     await self.client.patch(
                         self.node_kind,
                         self.config.name,
@@ -308,6 +308,16 @@ class Kubelet:
             except (StatusError, OSError) as e:
                 log.warning("heartbeat failed: %s", e)
             await asyncio.sleep(self.lease_interval)
+
+    def _status_current(self) -> bool:
+        """Whether the Node in the API still says what this kubelet would (the node lifecycle
+        controller rewrites Ready to Unknown while heartbeats are missing; the kubelet puts it back)."""
+        node = self.nodes.get(self.config.name)
+        if node is None:
+            return False
+        conds = {c.get("type"): c for c in (node.get("status") or {}).get("conditions") or []}
+        ready = conds.get("Ready") or {}
+        return ready.get("status") == "True" and ready.get("reason") == "KubeletReady"
 
     async def _renew_lease(self) -> None:
         now = _micro_now()
