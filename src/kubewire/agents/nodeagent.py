@@ -14,7 +14,8 @@ import logging
 import signal
 from pathlib import Path
 
-from kubewire.agents.kubelet.kubelet import Kubelet, NodeConfig
+from kubewire.agents.kubelet.kubelet import Kubelet
+from kubewire.agents.nodeconfig import NodeConfig
 from kubewire.api.netconfig import ClusterNetwork
 from kubewire.client.http import HttpClient
 from kubewire.host.netlink import Iproute
@@ -22,8 +23,22 @@ from kubewire.host.netlink import Iproute
 log = logging.getLogger("kubewire.nodeagent")
 
 
+API_WAIT = 60.0  # how long an agent waits for its control plane to serve
+
+
+async def wait_for_api(state_dir: Path, timeout: float = API_WAIT) -> None:
+    """Agents start beside the control plane: wait until it says it serves (its ready file)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (state_dir / "ready").exists():
+        if loop.time() > deadline:
+            raise TimeoutError(f"the control plane in {state_dir} did not become ready in {timeout:.0f}s")
+        await asyncio.sleep(0.02)
+
+
 async def run(state_dir: Path, node: str, lease_interval: float = 10.0) -> None:
     config = NodeConfig.load(state_dir, node)
+    await wait_for_api(state_dir)
     network = ClusterNetwork.from_dict(json.loads((state_dir / "network.json").read_text()))
     client = HttpClient.from_socket(state_dir / "apiserver.sock", field_manager="kubelet")
     kubelet = Kubelet(client, config, network, Iproute(), lease_interval=lease_interval)

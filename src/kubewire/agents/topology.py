@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubewire.agents.kubelet.kubelet import NodeConfig
+from kubewire.agents.nodeconfig import NodeConfig
 from kubewire.api.netconfig import ClusterNetwork
 from kubewire.dataplane import podnet
 from kubewire.host import process

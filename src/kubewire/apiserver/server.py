@@ -3,7 +3,8 @@
 It owns the wire protocol only: URL routing (``/api/v1/namespaces/{ns}/{plural}/{name}/{sub}``),
 bearer-token authentication, content negotiation (JSON, Tables for ``kubectl get``), the four
 patch content types, server-side apply, watch streams with bookmarks, the ``scale`` and
-``status`` subresources, discovery and OpenAPI stubs.  Object semantics live in the store;
+``status`` subresources, ``pods/log`` (proxied to the node's kubelet socket, as upstream proxies to
+port 10250), discovery and OpenAPI stubs.  Object semantics live in the store;
 printing and patch logic in the api layer.
 """
 

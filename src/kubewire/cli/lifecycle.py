@@ -18,11 +18,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kubewire.api.netconfig import ClusterNetwork
-from kubewire.apiserver.controlplane import ControlPlaneSettings, run
 from kubewire.cli.state import ClusterState
 
 
@@ -39,6 +39,8 @@ def examples_dir() -> Path:
 
 
 def run_controlplane(state: ClusterState, durability: str) -> int:
+    from kubewire.apiserver.controlplane import ControlPlaneSettings, run  # only the control plane pays for it
+
     grace = float(state.settings().get("nodeMonitorGracePeriod") or 50.0)
     settings = ControlPlaneSettings(
         state.dir,
@@ -64,12 +66,24 @@ def _ready(state: ClusterState, timeout: float = 1.0) -> bool:
 
 
 def up(
-    state: ClusterState, timeout: float, network: ClusterNetwork | None = None, settings: dict[str, Any] | None = None
+    state: ClusterState,
+    timeout: float,
+    network: ClusterNetwork | None = None,
+    settings: dict[str, Any] | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> None:
+    """Start the control plane (or adopt a live one) and wait until it serves.
+
+    ``meanwhile`` runs while the new process starts (the node agents are started there, so both
+    come up together); it runs when the control plane is adopted too."""
     fresh = not state.exists()
     if not fresh and state.pid() and _ready(state):
+        if meanwhile is not None:
+            meanwhile()
         return  # already running: adopt it
     state.initialise(network, settings)
+    with contextlib.suppress(FileNotFoundError):
+        state.ready_path.unlink()
     log = open(state.log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "kubewire.cli.main", "--name", state.name, "controlplane"],
@@ -82,18 +96,26 @@ def up(
     log.close()
     state.pid_path.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    failure: Exception | None = None
+    if meanwhile is not None:
+        try:
+            meanwhile()
+        except Exception as e:  # stop the new control plane too, then report
+            failure = e
+    while failure is None and time.monotonic() < deadline:
         if proc.poll() is not None:
             break
         if state.ready_path.exists() and _ready(state):
             return
-        time.sleep(0.05)
-    reason = _log_tail(state)
+        time.sleep(0.02)
+    reason = str(failure) if failure is not None else _log_tail(state)
     _stop_pid(proc.pid)
     with contextlib.suppress(FileNotFoundError):
         state.pid_path.unlink()
-    if fresh:
+    if fresh and failure is None:
         shutil.rmtree(state.dir, ignore_errors=True)
+    if failure is not None:
+        raise failure
     raise LifecycleError(f"the control plane of {state.name!r} did not start:\n{reason}")
 
 

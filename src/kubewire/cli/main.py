@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from kubewire.api.netconfig import IP_FAMILIES, POD_NETWORKS
-from kubewire.cli import clusterconfig, lifecycle, nodes, output
+from kubewire.cli import clusterconfig, lifecycle, nodes
 from kubewire.cli.state import ClusterState, cluster_state
 from kubewire.errors import StatusError
 
@@ -102,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, state)
     except StatusError as err:
+        from kubewire.cli import output
+
         print(output.error_message(err), file=sys.stderr)
         return EXIT_ERROR
     except (lifecycle.LifecycleError, clusterconfig.ConfigError) as err:
@@ -112,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, state: ClusterState) -> int:
+    from kubewire.cli import output  # the API client and printing: not needed by the daemons
+
     cmd = args.command
     if cmd == "controlplane":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -125,9 +129,10 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
         config = clusterconfig.from_args(args)
         if not args.no_nodes:
             nodes.require_root()
-        lifecycle.up(state, args.timeout, config.network, config.settings())
+        start_nodes = None if args.no_nodes else (lambda: nodes.start_nodes(state))
+        lifecycle.up(state, args.timeout, config.network, config.settings(), meanwhile=start_nodes)
         if not args.no_nodes:
-            nodes.up_nodes(state, args.timeout)
+            nodes.wait_nodes(state, args.timeout)
         if args.examples:
             asyncio.run(output.apply_paths(state, [str(lifecycle.examples_dir())], force=True))
             if not args.no_nodes:

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import replace
 
-from kubewire.agents import nodeagent, topology
+from kubewire.agents import topology
 from kubewire.agents.kubelet.sandbox import pod_netns
 from kubewire.agents.kubelet.state import pod_dir_name
 from kubewire.api.apps import DEPLOYMENT
@@ -53,19 +53,22 @@ def _agent_env(state: ClusterState) -> dict[str, str]:
     return env
 
 
-def up_nodes(state: ClusterState, timeout: float) -> None:
+def start_nodes(state: ClusterState) -> None:
+    """Build what is missing of the topology and start the node agents (they wait for the API)."""
     topo = cluster_topology(state)
-    if not topo.nodes:
-        return
     try:
         asyncio.run(topology.build(topo, Iproute()))
     except topology.TopologyError as e:
         raise LifecycleError(str(e)) from None
     env = _agent_env(state)
     for node in topo.nodes:
-        if topology.is_stopped(node):
-            continue
-        topology.start_agent(state.name, node, env)
+        if not topology.is_stopped(node):
+            topology.start_agent(state.name, node, env)
+
+
+def wait_nodes(state: ClusterState, timeout: float) -> None:
+    """Wait until every running node's agent has registered and is ready for pods."""
+    topo = cluster_topology(state)
     late = topology.wait_agents([n for n in topo.nodes if not topology.is_stopped(n)], timeout)
     if late:
         tails = []
@@ -105,6 +108,8 @@ def node_action(state: ClusterState, name: str, action: str) -> None:
 
 
 def run_node_agent(state: ClusterState, node: str) -> int:
+    from kubewire.agents import nodeagent  # the agent process alone imports the kubelet
+
     grace = float(state.settings().get("nodeMonitorGracePeriod") or 50.0)
     asyncio.run(nodeagent.run(state.dir, node, lease_interval=min(10.0, max(0.5, grace / 5))))
     return 0

@@ -20,7 +20,6 @@ from typing import Any
 import yaml
 
 from kubewire.api.netconfig import ClusterNetwork
-from kubewire.apiserver.pki import make_serving_pair
 
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?")
 
@@ -137,6 +136,8 @@ class ClusterState:
         if not self.port_path.exists():
             self.port_path.write_text(f"{free_port()}\n")
         if not self.key_path.exists():
+            from kubewire.apiserver.pki import make_serving_pair  # cryptography: only when minting
+
             pair = make_serving_pair(self.name)
             self.ca_path.write_bytes(pair.ca_cert)
             self.cert_path.write_bytes(pair.cert)

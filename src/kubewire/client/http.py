@@ -17,9 +17,6 @@ from typing import Any
 
 import httpx2 as httpx
 import orjson
-from lightkube.config.client_adapter import AsyncClient as _adapter_client
-from lightkube.config.client_adapter import ConnectionParams
-from lightkube.config.kubeconfig import KubeConfig
 
 from kubewire.api.registry import Kind
 from kubewire.client import Obj, WatchEvent
@@ -69,6 +66,12 @@ class HttpClient:
     def from_kubeconfig(
         cls, path: Path | None = None, context: str | None = None, field_manager: str = "kubewire"
     ) -> HttpClient:
+        # lightkube is imported here, not at the top: agents reach the API over the Unix socket
+        # and should not pay its import time (about 80 ms) at every start.
+        from lightkube.config.client_adapter import AsyncClient as _adapter_client
+        from lightkube.config.client_adapter import ConnectionParams
+        from lightkube.config.kubeconfig import KubeConfig
+
         config = KubeConfig.from_file(path) if path is not None else KubeConfig.from_env()
         single = config.get(context_name=context)
         if single is None:

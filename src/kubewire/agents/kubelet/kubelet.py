@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import platform
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from kubewire.agents.kubelet.logserver import LogError, LogTarget
 from kubewire.agents.kubelet.logserver import serve as serve_logs
 from kubewire.agents.kubelet.state import PodRecord, load, log_path, pod_dir_name
 from kubewire.agents.kubelet.worker import PodWorker
+from kubewire.agents.nodeconfig import NodeConfig
 from kubewire.api.coordination import LEASE, NODE_LEASE_NAMESPACE
 from kubewire.api.core import CONFIG_MAP, EVENT, NODE, SECRET
 from kubewire.api.meta import now_rfc3339
@@ -53,49 +52,6 @@ KUBELET_VERSION = "v1.32.0-kubewire"
 LEASE_DURATION = 40  # the kubelet's nodeLeaseDurationSeconds
 STATUS_REPORT = 60.0  # a full node status this often even when nothing changed
 ZONE_LABEL = "topology.kubernetes.io/zone"
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    """What ``kubewire up`` tells a node agent (``<node dir>/node.json``)."""
-
-    cluster: str
-    name: str
-    netns: str
-    addresses: tuple[str, ...]
-    prefixes: tuple[int, ...]
-    zone: str
-    state_dir: Path  # the cluster's state directory
-    labels: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def node_dir(self) -> Path:
-        return self.state_dir / "nodes" / self.name
-
-    def to_dict(self) -> Obj:
-        return {
-            "cluster": self.cluster,
-            "name": self.name,
-            "netns": self.netns,
-            "addresses": list(self.addresses),
-            "prefixes": list(self.prefixes),
-            "zone": self.zone,
-            "labels": self.labels,
-        }
-
-    @classmethod
-    def load(cls, state_dir: Path, name: str) -> NodeConfig:
-        data = json.loads((state_dir / "nodes" / name / "node.json").read_text())
-        return cls(
-            cluster=data["cluster"],
-            name=data["name"],
-            netns=data["netns"],
-            addresses=tuple(data["addresses"]),
-            prefixes=tuple(data["prefixes"]),
-            zone=data["zone"],
-            state_dir=state_dir,
-            labels=dict(data.get("labels") or {}),
-        )
 
 
 def _read(path: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -256,7 +257,13 @@ class PodWorker:
         path = log_path(self.pod_dir, name, count)
         started_at = _now()
         try:
-            spawned = process.start(argv, self._box(pod), env=env, cwd=c.get("workingDir") or None, log_path=path)
+            # fork + namespace set-up + exec takes milliseconds: keep it off the event loop.
+            spawned = await asyncio.get_running_loop().run_in_executor(
+                None,
+                functools.partial(
+                    process.start, argv, self._box(pod), env=env, cwd=c.get("workingDir") or None, log_path=path
+                ),
+            )
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             message = f'failed to create containerd task: exec: "{argv[0] if argv else ""}": {reason}'
