@@ -97,20 +97,14 @@ def run(n: int) -> dict[str, float]:
                 check=True,
                 capture_output=True,
             )
-            deadline = time.monotonic() + 120
-            ready = 0
-            while time.monotonic() < deadline:
-                out = subprocess.run(
-                    ["kubectl", "get", "deploy", "bench", "-o", "json"],
-                    env=env,
-                    text=True,
-                    capture_output=True,
-                    check=True,
-                ).stdout
-                ready = int(json.loads(out).get("status", {}).get("readyReplicas") or 0)
-                if ready >= n:
-                    break
-                time.sleep(0.05)
+            # One watching kubectl, not a polling loop: kubectl's own start-up would eat the CPU measured.
+            subprocess.run(
+                ["kubectl", "wait", f"--for=jsonpath={{.status.readyReplicas}}={n}", "deploy/bench", "--timeout=120s"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            ready = n
             t_ready = time.monotonic() - t0
             owned = (Path(tmp) / name / "netns.owned").read_text().split()
             pod_ns = [x for x in owned if "-pod-" in x]

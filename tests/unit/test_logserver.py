@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -247,6 +249,13 @@ async def test_serve_replaces_a_stale_socket(tmp_path: Path) -> None:
         assert (await get(sock, "/containerLogs/default/x/c"))[0] == 404
     finally:
         await second.cleanup()
+
+
+def test_importing_the_log_server_does_not_import_aiohttp() -> None:
+    """Node agents start fast: the kubelet side stays off aiohttp (~0.1 s to import)."""
+    code = "import sys, kubewire.agents.kubelet.logserver; print('aiohttp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"
 
 
 # ------------------------------------------------------------------ the API server's pods/log

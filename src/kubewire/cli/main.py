@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from kubewire.api.netconfig import IP_FAMILIES, POD_NETWORKS
-from kubewire.cli import clusterconfig, lifecycle, nodes
+from kubewire.cli import clusterconfig, lifecycle
 from kubewire.cli.state import ClusterState, cluster_state
 from kubewire.errors import StatusError
 
@@ -114,12 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, state: ClusterState) -> int:
-    from kubewire.cli import output  # the API client and printing: not needed by the daemons
-
-    cmd = args.command
-    if cmd == "controlplane":
+    if args.command == "controlplane":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         return lifecycle.run_controlplane(state, args.durability)
+    # The daemons above import only their own layers; everything else is imported here.
+    from kubewire.cli import nodes, output
+
+    cmd = args.command
     if cmd == "node-agent":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("httpx2").setLevel(logging.WARNING)

@@ -29,6 +29,7 @@ from typing import Any
 from kubewire.agents.kubelet import podspec, sandbox
 from kubewire.agents.kubelet.logserver import LogError, LogTarget
 from kubewire.agents.kubelet.logserver import serve as serve_logs
+from kubewire.agents.kubelet.spawner import Spawner
 from kubewire.agents.kubelet.state import PodRecord, load, log_path, pod_dir_name
 from kubewire.agents.kubelet.worker import PodWorker
 from kubewire.agents.nodeconfig import NodeConfig
@@ -87,6 +88,7 @@ class Kubelet:
         self.services = Informer(client, SERVICE)
         self.pods.add_indexer("uid", lambda o: [str((o.get("metadata") or {}).get("uid", ""))])
         self.workers: dict[str, PodWorker] = {}
+        self.spawner = Spawner(config.state_dir)
         self.host_ips = [a for a in config.addresses if _family(a) in network.families]
         self.host_resolv_conf = _read("/etc/resolv.conf")
         self.host_hosts = _read("/etc/hosts")
@@ -430,6 +432,7 @@ class Kubelet:
         with contextlib.suppress(FileNotFoundError):
             socket_path.unlink()
         self._log_runner = await serve_logs(self, str(socket_path))
+        warming = asyncio.create_task(self.spawner.warm())
         # Wait for the pod CIDR before starting pods (node IPAM assigns it after registration).
         await self.nodes.wait_until(
             lambda inf: bool(((inf.get(self.config.name) or {}).get("spec") or {}).get("podCIDRs")), timeout=30.0
@@ -442,6 +445,7 @@ class Kubelet:
         for pod in self.pods.list():
             self._on_pod(pod)
         self._adopt_orphans()
+        self._tasks.append(warming)
         (self.config.node_dir / "ready").write_text(f"{os.getpid()}\n")
         log.info("node %s ready (pod CIDRs %s)", self.config.name, ", ".join(self._pod_cidrs))
         await stop.wait()
@@ -457,6 +461,7 @@ class Kubelet:
                 await task
         if self._log_runner is not None:
             await self._log_runner.cleanup()
+        await self.spawner.close()
         with contextlib.suppress(FileNotFoundError):
             (self.config.node_dir / "ready").unlink()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubewire.agents.kubelet import images, podspec, probes, sandbox
+from kubewire.agents.kubelet.spawner import SpawnError
 from kubewire.agents.kubelet.state import ContainerRecord, PodRecord, Termination, log_path, pod_dir_name, save
 from kubewire.agents.kubelet.status import pod_status
 from kubewire.api.meta import now_rfc3339
@@ -61,6 +61,7 @@ class PodWorker:
         self.trackers: dict[tuple[str, str], probes.ProbeTracker] = {}
         self.popens: dict[str, process.Spawned] = {}
         self.watchers: dict[str, int] = {}
+        self.exiting: set[int] = set()
         self.last_status: Obj | None = None
         self.start_time = _now()
         self.backoff_reported: set[tuple[str, int]] = set()
@@ -167,7 +168,7 @@ class PodWorker:
         mounts = tuple((str(self.pod_dir / f), f"/etc/{f}") for f in files)
         host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         return process.Sandbox(
-            netns=self.record.netns,
+            netns=self.record.netns or self.kubelet.config.netns,  # hostNetwork: the node's own
             mounts=mounts,
             hostname="" if host_network else hostname,
         )
@@ -257,14 +258,10 @@ class PodWorker:
         path = log_path(self.pod_dir, name, count)
         started_at = _now()
         try:
-            # fork + namespace set-up + exec takes milliseconds: keep it off the event loop.
-            spawned = await asyncio.get_running_loop().run_in_executor(
-                None,
-                functools.partial(
-                    process.start, argv, self._box(pod), env=env, cwd=c.get("workingDir") or None, log_path=path
-                ),
+            spawned = await k.spawner.start(
+                argv, self._box(pod), env=env, cwd=c.get("workingDir") or None, log_path=path
             )
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, SpawnError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             message = f'failed to create containerd task: exec: "{argv[0] if argv else ""}": {reason}'
             rec.restart_count = count
@@ -311,7 +308,7 @@ class PodWorker:
         try:
             fd = os.pidfd_open(rec.pid)
         except ProcessLookupError:
-            self._exited(rec, None)
+            self._exit_task(rec)
             return
         self.watchers[rec.name] = fd
 
@@ -319,15 +316,24 @@ class PodWorker:
             loop.remove_reader(fd)
             os.close(fd)
             self.watchers.pop(rec.name, None)
-            self._exited(rec, fd)
+            self._exit_task(rec)
 
         loop.add_reader(fd, ready)
 
-    def _exited(self, rec: ContainerRecord, _fd: int | None) -> None:
+    def _exit_task(self, rec: ContainerRecord) -> None:
+        pid = rec.pid
+        if pid in self.exiting:
+            return
+        self.exiting.add(pid)
+        task = asyncio.get_running_loop().create_task(self._exited(rec, pid))
+        task.add_done_callback(lambda _: self.exiting.discard(pid))
+
+    async def _exited(self, rec: ContainerRecord, pid: int) -> None:
+        """Record how the run that had ``pid`` ended (the code from its parent: us or the zygote)."""
         spawned = self.popens.pop(rec.name, None)
-        code: int | None = None
-        if spawned is not None and spawned.popen is not None and spawned.pid == rec.pid:
-            code = spawned.popen.wait()
+        code = await self.kubelet.spawner.exit_status(spawned, pid)
+        if rec.pid != pid:
+            return  # already recorded (a stop path raced the pidfd)
         if code is None:
             term = Termination(
                 255, "Unknown", rec.started_at, _now(), "the container ended while its node agent was down"
@@ -423,7 +429,7 @@ class PodWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), min(0.2, max(0.0, end - time.time())))
             if rec.running and not self.watchers.get(rec.name) and not process.alive(rec.pid, rec.ticks):
-                self._exited(rec, None)
+                self._exit_task(rec)
 
     async def _pre_stop(self, pod: Obj, c: Obj, hook: Obj) -> None:
         if "exec" in hook:
