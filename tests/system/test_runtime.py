@@ -322,3 +322,84 @@ def test_down_removes_every_namespace_and_process(tmp_path: Path) -> None:
         c.kubewire("down", check=False)
     assert not any(Path("/run/netns", n).exists() for n in owned)
     assert not (tmp_path / "kwdown").exists()
+
+
+def test_liveness_failure_restarts_the_container(rt: Cluster, ns: str, tmp_path: Path) -> None:
+    flag = tmp_path / "alive"
+    flag.write_text("ok")
+    probe = {"exec": {"command": ["test", "-f", str(flag)]}, "periodSeconds": 1, "failureThreshold": 1}
+    apply(rt, ns, pod("lively", "busybox", container={"command": ["sleep", "3600"], "livenessProbe": probe}))
+    ready_pod(rt, ns, "lively")
+    flag.unlink()
+
+    def restarted() -> dict[str, Any] | None:
+        st = get(rt, "-n", ns, "pod", "lively")["status"]["containerStatuses"][0]
+        return st if st["restartCount"] >= 1 else None
+
+    st = wait_for("a liveness restart", restarted)
+    assert st["lastState"]["terminated"]["exitCode"] == 137 or st["lastState"]["terminated"]["signal"] in (9, 15)
+    events = rt.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=lively").stdout
+    assert "failed liveness probe, will be restarted" in events
+
+
+def test_host_network_pod_runs_in_its_node_namespace(rt: Cluster, ns: str) -> None:
+    a, _ = nodes(rt)
+    body = pod("hostnet", "registry.k8s.io/e2e-test-images/agnhost:2.53", a, hostNetwork=True)
+    body["spec"]["containers"][0]["args"] = ["netexec", "--http-port=18080"]
+    apply(rt, ns, body)
+    p = ready_pod(rt, ns, "hostnet")
+    node_ip = get(rt, "node", a)["status"]["addresses"][0]["address"]
+    assert p["status"]["podIP"] == node_ip == p["status"]["hostIP"]
+    assert curl(rt, "client", f"http://{node_ip}:18080/hostname") == a  # hostNetwork: the node's hostname
+
+
+def test_vxlan_overlay_cluster_beside_the_routed_one(rt: Cluster, tmp_path: Path) -> None:
+    other = start_cluster(tmp_path, "kwvx", ("--nodes", "2", "--pod-network", "vxlan"))
+    try:
+        a, b = sorted(n["metadata"]["name"] for n in get(other, "nodes")["items"])
+        for name, node in (("one", a), ("two", b)):
+            other.kubectl(
+                "apply",
+                "-f",
+                "-",
+                input=json.dumps(
+                    pod(name, "registry.k8s.io/e2e-test-images/agnhost:2.53", node, container={"args": ["netexec"]})
+                ),
+            )
+        one = ready_pod(other, "default", "one")
+        ready_pod(other, "default", "two")
+        ip = one["status"]["podIP"]
+        assert curl(other, "two", f"http://{ip}:8080/hostname") == "one"
+        assert "mtu 1450" in kexec(other, "two", "ip", "link", "show", "eth0")
+        assert "kw-vxlan" in kexec(other, f"node/{b}", "ip", "-d", "link", "show", "kw-vxlan")
+    finally:
+        other.kubewire("down", check=False)
+    # The first cluster, with the same addresses inside its own namespaces, was never disturbed.
+    assert len(get(rt, "nodes")["items"]) == 2
+
+
+def test_down_after_a_crash_removes_the_leftovers(tmp_path: Path) -> None:
+    c = start_cluster(tmp_path, "kwcrash", ("--nodes", "1"))
+    state = tmp_path / "kwcrash"
+    c.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(pod("left", "registry.k8s.io/e2e-test-images/agnhost:2.53", container={"args": ["netexec"]})),
+    )
+    ready_pod(c, "default", "left")
+    owned = (state / "netns.owned").read_text().split()
+    pids = [int((state / "controlplane.pid").read_text()), int((state / "zygote.pid").read_text().split()[0])]
+    pids += [int((d / "agent.pid").read_text().split()[0]) for d in (state / "nodes").iterdir()]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    inodes = {os.stat(f"/run/netns/{n}").st_ino for n in owned}
+    c.kubewire("down")
+    assert not any(Path("/run/netns", n).exists() for n in owned)
+    survivors = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                    survivors.append(entry)
+    assert survivors == []

@@ -214,10 +214,6 @@ async def test_iproute_refuses_foreign_namespaces_before_running_anything(
             await call()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FakeNetlink.del_netns skips _check_owned: a foreign name is silently ignored where Iproute raises",
-)
 async def test_fake_del_netns_refuses_foreign_namespaces_like_iproute() -> None:
     with pytest.raises(NetlinkError, match="refusing to touch network namespace"):
         await FakeNetlink().del_netns("default")

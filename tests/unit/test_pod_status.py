@@ -147,11 +147,6 @@ def test_succeeded_pod_reports_pod_completed() -> None:
         assert "message" not in cond(st, kind)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="status.py uses reason PodCompleted for Failed pods too; upstream (generate.go, "
-    "generateContainersReadyConditionForTerminalPhase) reports PodFailed",
-)
 def test_failed_pod_reports_pod_failed() -> None:
     st = pod_status(pod("a", policy="Never"), record(stopped("a", 1)), [], NOW, T0)
     assert st["phase"] == "Failed"
@@ -182,11 +177,6 @@ def test_initialized_pod_with_inits_has_plain_true_condition() -> None:
     assert st["containerStatuses"][0]["state"] == {"running": {"startedAt": T0}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="status.py reports Initialized=True/PodCompleted for a pod Failed by an init container under "
-    "restartPolicy Never; upstream GeneratePodInitializedCondition gives False/ContainersNotInitialized",
-)
 def test_failed_init_container_leaves_pod_uninitialized() -> None:
     p = pod("a", policy="Never", inits=("init",))
     st = pod_status(p, record(inits=(stopped("init", 1),)), [], NOW, T0)

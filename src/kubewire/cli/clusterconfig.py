@@ -54,13 +54,24 @@ class ClusterConfig:
         }
 
 
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
 def _seconds(value: Any, where: str) -> float:
+    """A number of seconds, or a Go duration (``40s``, ``1m30s``, ``500ms``)."""
     text = str(value).strip()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", text)
-    if not m:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
         raise ConfigError(f'{where}: Invalid value: "{text}": must be a duration such as 40s')
-    n = float(m.group(1))
-    return {"ms": n / 1000, "m": n * 60}.get(m.group(2) or "s", n)
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f'{where}: Invalid value: "{value}": must be a whole number')
+    return value
 
 
 def _split_subnets(text: str, where: str) -> dict[int, str]:
@@ -86,11 +97,17 @@ def load_file(path: Path) -> ClusterConfig:
     nodes = doc.get("nodes", DEFAULT_NODES)
     labels: tuple[dict[str, str], ...] = ()
     if isinstance(nodes, list):
+        for i, n in enumerate(nodes):
+            if n is not None and not isinstance(n, dict):
+                raise ConfigError(
+                    f'nodes[{i}]: Invalid value: "{n}": must be a node (a mapping such as {{labels: {{}}}})'
+                )
         labels = tuple({str(k): str(v) for k, v in ((n or {}).get("labels") or {}).items()} for n in nodes)
         nodes = len(nodes)
-    if not isinstance(nodes, int):
-        raise ConfigError(f'nodes: Invalid value: "{nodes}": must be a number or a list of nodes')
+    nodes = _int(nodes, "nodes")
     networking = doc.get("networking") or {}
+    if not isinstance(networking, dict):
+        raise ConfigError(f'networking: Invalid value: "{networking}": must be a mapping')
     changes: dict[str, Any] = {}
     if "ipFamily" in networking:
         changes["ip_family"] = str(networking["ipFamily"])
@@ -113,7 +130,7 @@ def load_file(path: Path) -> ClusterConfig:
     grace = cfg.node_monitor_grace_period
     if "nodeMonitorGracePeriod" in doc:
         grace = _seconds(doc["nodeMonitorGracePeriod"], "nodeMonitorGracePeriod")
-    return ClusterConfig(net, nodes, int(doc.get("zones", 1)), labels, grace)
+    return ClusterConfig(net, nodes, _int(doc.get("zones", 1), "zones"), labels, grace)
 
 
 def from_args(args: argparse.Namespace) -> ClusterConfig:

@@ -131,7 +131,7 @@ def sandbox_for(state: ClusterState, target: str, namespace: str) -> process.San
     if target.startswith(("node/", "nodes/")):
         name = target.split("/", 1)[1]
         try:
-            return process.Sandbox(netns=topo.node(name).netns)
+            return process.Sandbox(netns=topo.node(name).netns, hostname=name)
         except KeyError:
             raise LifecycleError(f'nodes "{name}" not found') from None
     name = target.split("/", 1)[1] if target.startswith(("pod/", "pods/")) else target
@@ -147,7 +147,7 @@ def sandbox_for(state: ClusterState, target: str, namespace: str) -> process.San
         raise LifecycleError(f'pod "{name}" has no running sandbox yet (phase {(pod.get("status") or {})})')
     mounts = tuple((str(pod_dir / f), f"/etc/{f}") for f in ("resolv.conf", "hosts", "hostname"))
     if spec.get("hostNetwork"):
-        return process.Sandbox(netns=topo.node(node).netns, mounts=mounts)
+        return process.Sandbox(netns=topo.node(node).netns, mounts=mounts, hostname=node)
     hostname = (pod_dir / "hostname").read_text().strip()
     return process.Sandbox(netns=pod_netns(state.name, meta["uid"]), mounts=mounts, hostname=hostname)
 

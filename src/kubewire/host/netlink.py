@@ -130,6 +130,7 @@ class FakeNetlink:
         self.namespaces[name] = _Namespace()
 
     async def del_netns(self, name: str) -> None:
+        _check_owned(name)
         ns = self.namespaces.pop(name, None)
         if ns is None:
             return
@@ -145,6 +146,7 @@ class FakeNetlink:
                     del ns.routes[dest]
 
     async def routes(self, netns: str) -> list[str]:
+        _check_owned(netns)
         return list(self._ns(netns).routes)
 
     def _ns(self, name: str) -> _Namespace:

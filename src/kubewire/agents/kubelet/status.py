@@ -120,23 +120,24 @@ def pod_status(pod: Obj, record: PodRecord, host_ips: list[str], now: str, start
     unready = [c["name"] for c in containers if not c["ready"]]
     completed = the_phase in ("Succeeded", "Failed")
     if completed:
-        reason, msg = "PodCompleted", ""
+        reason, msg = ("PodCompleted" if the_phase == "Succeeded" else "PodFailed"), ""
     else:
         reason = "ContainersNotReady" if unready else ""
         msg = f"containers with unready status: [{' '.join(unready)}]" if unready else ""
     init_pending = [c["name"] for c in init_statuses if not c["ready"]]
     init_ok = record.initialized or not spec.get("initContainers")
+    succeeded = the_phase == "Succeeded"
     conditions = [
         _condition("PodReadyToStartContainers", record.sandbox_ready, now, previous),
         _condition(
             "Initialized",
-            init_ok or completed,
+            init_ok or succeeded,
             now,
             previous,
             *(
                 ("ContainersNotInitialized", f"containers with incomplete status: [{' '.join(init_pending)}]")
-                if not init_ok and not completed
-                else (("PodCompleted", "") if completed and spec.get("initContainers") else ("", ""))
+                if not init_ok and not succeeded
+                else (("PodCompleted", "") if succeeded and spec.get("initContainers") else ("", ""))
             ),
         ),
         _condition("ContainersReady", not unready and not completed, now, previous, reason, msg),

@@ -170,7 +170,8 @@ class PodWorker:
         return process.Sandbox(
             netns=self.record.netns or self.kubelet.config.netns,  # hostNetwork: the node's own
             mounts=mounts,
-            hostname="" if host_network else hostname,
+            # A node has no UTS namespace of its own here: hostNetwork pods see the node's name.
+            hostname=self.kubelet.config.name if host_network else hostname,
         )
 
     # ------------------------------------------------------------------ containers
