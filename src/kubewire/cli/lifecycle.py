@@ -180,15 +180,24 @@ def _command() -> str:
     return str(installed)
 
 
-def welcome(state: ClusterState) -> str:
-    kw = _command()
-    return (
-        f"kubewire cluster {state.name!r} is up: {state.server_url()}\n\n"
-        "Try:\n"
-        f"  export KUBECONFIG={state.kubeconfig_path}\n"
-        "  kubectl get all -A\n"
-        "  kubectl get svc,deploy,endpointslices -o wide\n"
-        "  kubectl apply -f examples/   # the example app\n"
-        f"  {kw} --name {state.name} get svc\n"
-        f"  {kw} --name {state.name} down\n"
-    )
+def welcome(state: ClusterState, with_nodes: bool = True) -> str:
+    kw = f"{_command()} --name {state.name}" if state.name != "kubewire" else _command()
+    lines = [
+        f"kubewire cluster {state.name!r} is up: {state.server_url()}",
+        "",
+        "Try:",
+        f"  export KUBECONFIG={state.kubeconfig_path}",
+        "  kubectl get nodes,pods -o wide",
+    ]
+    if with_nodes:
+        lines += [
+            "  kubectl logs deploy/echo",
+            f"  {kw} exec client -- ip -br addr                    # the client namespace, on the node network",
+            f"  {kw} exec deploy/echo -- curl -s http://<pod IP>:3000/   # from inside a pod",
+            f"  {kw} exec node/{state.name}-worker -- ip route        # a node's pod routes",
+            f"  {kw} node stop {state.name}-worker2                   # cut a node off; watch it go NotReady",
+        ]
+    lines += [f"  {kw} down"]
+    if not with_nodes:
+        lines.insert(2, "(control plane only: no nodes run pods; 'up' without --no-nodes starts them)")
+    return "\n".join(lines) + "\n"

@@ -137,8 +137,8 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
         if args.examples:
             asyncio.run(output.apply_paths(state, [str(lifecycle.examples_dir())], force=True))
             if not args.no_nodes:
-                print(asyncio.run(nodes.wait_examples(state, args.timeout)), file=sys.stderr)
-        print(lifecycle.welcome(state))
+                print(asyncio.run(nodes.wait_examples(state, args.timeout)))
+        print(lifecycle.welcome(state, with_nodes=not args.no_nodes))
         return 0
     if cmd == "down":
         nodes.down_nodes(state)
@@ -152,6 +152,8 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
         return 0
     if cmd == "status":
         print(asyncio.run(lifecycle.status(state)))
+        if state.exists():
+            print(nodes.node_summary(state), end="")
         return 0 if state.pid() else 3
     if cmd == "kubeconfig":
         if not state.exists():

@@ -90,6 +90,21 @@ def down_nodes(state: ClusterState) -> list[str]:
     return asyncio.run(topology.destroy(state.dir, Iproute()))
 
 
+def node_summary(state: ClusterState) -> str:
+    """One line per node: its address and whether its agent runs, is stopped, or is down."""
+    topo = cluster_topology(state)
+    out = []
+    for node in topo.nodes:
+        if topology.is_stopped(node):
+            what = "stopped (kubewire node start " + node.name + ")"
+        elif topology.agent_pid(node) is not None:
+            what = f"running (agent pid {topology.agent_pid(node)})"
+        else:
+            what = "agent down ('kubewire up' restarts it)"
+        out.append(f"  node {node.name} {node.addresses[0]} {node.zone}: {what}\n")
+    return "".join(out)
+
+
 def node_action(state: ClusterState, name: str, action: str) -> None:
     require_running(state)
     topo = cluster_topology(state)
@@ -123,6 +138,22 @@ async def _pod(state: ClusterState, namespace: str, name: str) -> dict[str, obje
         await client.close()
 
 
+async def _deployment_pod(state: ClusterState, namespace: str, name: str) -> dict[str, object]:
+    """A running pod of the Deployment, as ``kubectl exec deploy/NAME`` picks one."""
+    client = HttpClient.from_socket(state.dir / "apiserver.sock")
+    try:
+        dep = await client.get(DEPLOYMENT, name, namespace)
+        labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        pods, _ = await client.list(POD, namespace, label_selector=selector)
+        running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+        if not running:
+            raise LifecycleError(f'no running pod of deployment "{name}"')
+        return sorted(running, key=lambda p: str(p["metadata"]["name"]))[0]
+    finally:
+        await client.close()
+
+
 def sandbox_for(state: ClusterState, target: str, namespace: str) -> process.Sandbox:
     """Where ``kubewire exec TARGET`` runs: a pod's namespaces, ``node/NAME`` or ``client``."""
     topo = cluster_topology(state)
@@ -136,7 +167,11 @@ def sandbox_for(state: ClusterState, target: str, namespace: str) -> process.San
             raise LifecycleError(f'nodes "{name}" not found') from None
     name = target.split("/", 1)[1] if target.startswith(("pod/", "pods/")) else target
     try:
-        pod = asyncio.run(_pod(state, namespace, name))
+        if target.startswith(("deploy/", "deployment/", "deployments/")):
+            pod = asyncio.run(_deployment_pod(state, namespace, target.split("/", 1)[1]))
+            name = pod["metadata"]["name"]  # type: ignore[index]
+        else:
+            pod = asyncio.run(_pod(state, namespace, name))
     except StatusError as e:
         raise LifecycleError(e.message) from None
     meta: dict[str, str] = pod["metadata"]  # type: ignore[assignment]
