@@ -403,3 +403,24 @@ def test_down_after_a_crash_removes_the_leftovers(tmp_path: Path) -> None:
                 if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
                     survivors.append(entry)
     assert survivors == []
+
+
+def test_down_keep_state_then_up_recreates_sandboxes(tmp_path: Path) -> None:
+    c = start_cluster(tmp_path, "kwkeep", ("--nodes", "1"))
+    try:
+        c.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                pod("kept", "registry.k8s.io/e2e-test-images/agnhost:2.53", container={"args": ["netexec"]})
+            ),
+        )
+        ready_pod(c, "default", "kept")
+        c.kubewire("down", "--keep-state")
+        assert c.kubewire("up", "--timeout", "30").returncode == 0
+        after = ready_pod(c, "default", "kept")
+        ip = after["status"]["podIP"]
+        assert curl(c, "kept", f"http://{ip}:8080/hostname") == "kept"
+    finally:
+        c.kubewire("down", check=False)

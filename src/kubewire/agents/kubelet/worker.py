@@ -82,6 +82,10 @@ class PodWorker:
 
     async def _run(self) -> None:
         try:
+            if self.record.netns and self.record.netns not in await self.kubelet.netlink.list_netns():
+                # The sandbox is gone (``down --keep-state``, a reboot): make a new one, as the kubelet
+                # does when a pod's sandbox dies; its containers then start again.
+                self.record.sandbox_ready = False
             for rec in [*self.record.containers.values(), *self.record.init_containers.values()]:
                 if rec.running:
                     self._adopt(rec)
