@@ -11,28 +11,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from tests.conftest import Cluster, needs_kubectl
+from tests.conftest import Cluster, needs_kubectl, wait_for
 
 pytestmark = needs_kubectl
 T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 20.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def get_json(cluster: Cluster, *args: str) -> Any:

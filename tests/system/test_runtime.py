@@ -13,14 +13,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, start_cluster, wait_for
 
 pytestmark = [
     pytest.mark.system,
@@ -30,17 +29,6 @@ pytestmark = [
 ]
 T = TypeVar("T")
 NAME = f"kws{os.getpid() % 100000}"
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,19 @@ def _cobra_error(message: str, subcommand: str) -> int:
     return 1
 
 
+def _cobra_flags(
+    argv: Sequence[str], spec: dict[str, _runtime.FlagValue], subcommand: str
+) -> tuple[dict[str, _runtime.FlagValue], int]:
+    """Parse a subcommand taking no positional arguments; on error, print cobra's text and say exit 1."""
+    try:
+        flags, positional = _runtime.parse_flags(argv, spec)
+    except _runtime.FlagError as err:
+        return {}, _cobra_error(str(err).replace("flag provided but not defined: -", "unknown flag: --"), subcommand)
+    if positional:
+        return {}, _cobra_error(f'unknown command "{positional[0]}" for "app {subcommand}"', subcommand)
+    return flags, 0
+
+
 # --- netexec -------------------------------------------------------------------------------------
 
 
@@ -400,12 +413,9 @@ def netexec(argv: Sequence[str]) -> int:
         "delay-shutdown": 0,
         **_KLOG_FLAGS,
     }
-    try:
-        flags, positional = _runtime.parse_flags(argv, spec)
-    except _runtime.FlagError as err:
-        return _cobra_error(str(err).replace("flag provided but not defined: -", "unknown flag: --"), "netexec")
-    if positional:
-        return _cobra_error(f'unknown command "{positional[0]}" for "app netexec"', "netexec")
+    flags, failed = _cobra_flags(argv, spec, "netexec")
+    if failed:
+        return failed
     tls = bool(flags["tls-cert-file"])
     _runtime.import_asyncio(tls=tls)
     import asyncio
@@ -470,12 +480,9 @@ def serve_hostname(argv: Sequence[str]) -> int:
         "port": 9376,
         **_KLOG_FLAGS,
     }
-    try:
-        flags, positional = _runtime.parse_flags(argv, spec)
-    except _runtime.FlagError as err:
-        return _cobra_error(str(err).replace("flag provided but not defined: -", "unknown flag: --"), "serve-hostname")
-    if positional:
-        return _cobra_error(f'unknown command "{positional[0]}" for "app serve-hostname"', "serve-hostname")
+    flags, failed = _cobra_flags(argv, spec, "serve-hostname")
+    if failed:
+        return failed
     if flags["http"] and (flags["tcp"] or flags["udp"]):
         _runtime.go_log("Can't server TCP/UDP mode and HTTP mode at the same time")
         return 1

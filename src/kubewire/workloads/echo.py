@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from kubewire.workloads import _runtime
+from kubewire.workloads import _protowire, _runtime
 
 if TYPE_CHECKING:
     from kubewire.workloads._http import Listener, Request, Response, TLSInfo, WebSocket
@@ -303,23 +303,11 @@ def _echo_set_headers(values: list[str]) -> list[tuple[str, str]]:
 # --- gRPC ---------------------------------------------------------------------------------------
 
 
-def _pb_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _pb_field(number: int, payload: bytes, *, keep_empty: bool = False) -> bytes:
     """A length-delimited protobuf field; proto3 leaves empty strings out, set messages stay in."""
     if not payload and not keep_empty:
         return b""
-    return _pb_varint(number << 3 | 2) + _pb_varint(len(payload)) + payload
+    return _protowire.varint(number << 3 | 2) + _protowire.varint(len(payload)) + payload
 
 
 def _pb_str(number: int, value: str) -> bytes:

@@ -51,6 +51,8 @@ import h2.events
 import h2.exceptions
 import h11
 
+from kubewire.workloads._protowire import varint
+
 Obj = dict[str, Any]
 
 ProbeKind = Literal["liveness", "readiness", "startup"]
@@ -969,19 +971,6 @@ _BACKOFF_FACTOR: Final = 1.6
 _BACKOFF_MAX: Final = 120.0
 
 
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
@@ -998,7 +987,7 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 def encode_health_request(service: str) -> bytes:
     """``HealthCheckRequest{service}``: field 1, length-delimited; empty when the service is ""."""
     raw = service.encode()
-    return b"\x0a" + _varint(len(raw)) + raw if raw else b""
+    return b"\x0a" + varint(len(raw)) + raw if raw else b""
 
 
 def decode_health_response(payload: bytes) -> int:
