@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,17 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages (the zygote's preloaded code) split among sharers."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def pids_in(netns: list[str]) -> list[int]:
     return process.pids_in_netns({i for i in (process.netns_inode(n) for n in netns) if i is not None})
 
@@ -108,7 +120,9 @@ def run(n: int) -> dict[str, float]:
             t_ready = time.monotonic() - t0
             owned = (Path(tmp) / name / "netns.owned").read_text().split()
             pod_ns = [x for x in owned if "-pod-" in x]
-            pod_rss = sum(rss_kib(p) for p in pids_in(pod_ns))
+            pod_pids = pids_in(pod_ns)
+            pod_rss = sum(rss_kib(p) for p in pod_pids)
+            pod_pss = sum(pss_kib(p) for p in pod_pids)
             agents = [int((d / "agent.pid").read_text().split()[0]) for d in (Path(tmp) / name / "nodes").iterdir()]
             agent_rss = sum(rss_kib(p) for p in agents)
             return {
@@ -117,6 +131,7 @@ def run(n: int) -> dict[str, float]:
                 "up_s": t_up,
                 "up_to_all_ready_s": t_ready,
                 "rss_per_pod_mib": pod_rss / 1024 / max(1, len(pod_ns)),
+                "pss_per_pod_mib": pod_pss / 1024 / max(1, len(pod_ns)),
                 "node_agents_rss_mib": agent_rss / 1024,
             }
         finally:
@@ -126,20 +141,28 @@ def run(n: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10,100")
+    ap.add_argument("--runs", type=int, default=3, help="fresh clusters per size (the median is reported too)")
     args, _ = ap.parse_known_args()
     if os.geteuid() != 0:
         print("bench/runtime.py: skipped (network namespaces need root)")
         return
     print("kubewire runtime: kubewire up --nodes 3, then a Deployment of N echo pods with readiness probes")
     print(
-        f"{'pods':>5} {'ready':>5} {'up (s)':>8} {'up→all Ready (s)':>17} {'RSS/pod (MiB)':>14} {'agents RSS (MiB)':>17}"
+        f"{'pods':>5} {'run':>4} {'up (s)':>8} {'up→all Ready (s)':>17} {'RSS/pod (MiB)':>14} "
+        f"{'PSS/pod (MiB)':>14} {'agents RSS (MiB)':>17}"
     )
     for n in (int(s) for s in args.sizes.split(",")):
-        r = run(n)
-        print(
-            f"{r['pods']:>5} {r['ready']:>5} {r['up_s']:>8.2f} {r['up_to_all_ready_s']:>17.2f} "
-            f"{r['rss_per_pod_mib']:>14.1f} {r['node_agents_rss_mib']:>17.1f}"
-        )
+        results = []
+        for i in range(args.runs):
+            r = run(n)
+            results.append(r)
+            print(
+                f"{n:>5} {i + 1:>4} {r['up_s']:>8.2f} {r['up_to_all_ready_s']:>17.2f} "
+                f"{r['rss_per_pod_mib']:>14.1f} {r['pss_per_pod_mib']:>14.1f} {r['node_agents_rss_mib']:>17.1f}"
+            )
+        up = statistics.median(r["up_s"] for r in results)
+        ready = statistics.median(r["up_to_all_ready_s"] for r in results)
+        print(f"{n:>5} {'med':>4} {up:>8.2f} {ready:>17.2f}")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,10 @@ async def run(state_dir: Path, node: str, lease_interval: float = 10.0) -> None:
         await kubelet.run(stop)
     finally:
         await client.close()
+
+
+def main(state_dir: Path, node: str, settings: dict[str, object]) -> int:
+    """The process entry: heartbeats every fifth of the grace period (at most 10 s, the kubelet's)."""
+    grace = float(str(settings.get("nodeMonitorGracePeriod") or 50.0))
+    asyncio.run(run(state_dir, node, lease_interval=min(10.0, max(0.5, grace / 5))))
+    return 0

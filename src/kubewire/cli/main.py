@@ -117,15 +117,17 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
     if args.command == "controlplane":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         return lifecycle.run_controlplane(state, args.durability)
+    if args.command == "node-agent":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        from kubewire.agents import nodeagent
+
+        return nodeagent.main(state.dir, args.node_name, state.settings())
     # The daemons above import only their own layers; everything else is imported here.
     from kubewire.cli import nodes, output
 
     cmd = args.command
-    if cmd == "node-agent":
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        logging.getLogger("httpx2").setLevel(logging.WARNING)
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        return nodes.run_node_agent(state, args.node_name)
     if cmd == "up":
         config = clusterconfig.from_args(args)
         if not args.no_nodes:

@@ -17,7 +17,6 @@ from dataclasses import replace
 from kubewire.agents import topology
 from kubewire.agents.kubelet.sandbox import pod_netns
 from kubewire.agents.kubelet.state import pod_dir_name
-from kubewire.api.apps import DEPLOYMENT
 from kubewire.api.pod import POD
 from kubewire.cli.lifecycle import LifecycleError, require_running
 from kubewire.cli.state import ClusterState
@@ -122,14 +121,6 @@ def node_action(state: ClusterState, name: str, action: str) -> None:
         topology.start_agent(state.name, topo.node(name), _agent_env(state))
 
 
-def run_node_agent(state: ClusterState, node: str) -> int:
-    from kubewire.agents import nodeagent  # the agent process alone imports the kubelet
-
-    grace = float(state.settings().get("nodeMonitorGracePeriod") or 50.0)
-    asyncio.run(nodeagent.run(state.dir, node, lease_interval=min(10.0, max(0.5, grace / 5))))
-    return 0
-
-
 async def _pod(state: ClusterState, namespace: str, name: str) -> dict[str, object]:
     client = HttpClient.from_socket(state.dir / "apiserver.sock")
     try:
@@ -142,6 +133,8 @@ async def _deployment_pod(state: ClusterState, namespace: str, name: str) -> dic
     """A running pod of the Deployment, as ``kubectl exec deploy/NAME`` picks one."""
     client = HttpClient.from_socket(state.dir / "apiserver.sock")
     try:
+        from kubewire.api.apps import DEPLOYMENT  # not in the agents' start-up path
+
         dep = await client.get(DEPLOYMENT, name, namespace)
         labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
@@ -209,6 +202,8 @@ def exec_into(state: ClusterState, target: str, namespace: str, command: list[st
 async def wait_examples(state: ClusterState, timeout: float) -> str:
     """Wait (bounded) for the example Deployment's pods to be Ready; says how long it took."""
     client = HttpClient.from_socket(state.dir / "apiserver.sock")
+    from kubewire.api.apps import DEPLOYMENT
+
     kind = DEPLOYMENT
     start = time.monotonic()
     try:
