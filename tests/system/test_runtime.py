@@ -412,3 +412,73 @@ def test_down_keep_state_then_up_recreates_sandboxes(tmp_path: Path) -> None:
         assert curl(c, "kept", f"http://{ip}:8080/hostname") == "kept"
     finally:
         c.kubewire("down", check=False)
+
+
+def test_failing_container_goes_into_crash_loop_backoff(rt: Cluster, ns: str) -> None:
+    apply(rt, ns, pod("failing", "busybox", container={"command": ["sh", "-c", "echo bye; exit 2"]}))
+
+    def backing_off() -> dict[str, Any] | None:
+        st = (get(rt, "-n", ns, "pod", "failing")["status"].get("containerStatuses") or [{}])[0]
+        waiting = (st.get("state") or {}).get("waiting") or {}
+        return st if waiting.get("reason") == "CrashLoopBackOff" else None
+
+    st = wait_for("CrashLoopBackOff", backing_off)
+    assert st["restartCount"] >= 1
+    assert st["lastState"]["terminated"]["exitCode"] == 2
+    assert "back-off 10s restarting failed container=c pod=failing_" in st["state"]["waiting"]["message"]
+    assert rt.kubectl("logs", "-n", ns, "failing", "--previous").stdout.strip() == "bye"
+
+
+def test_init_containers_run_in_order_before_the_app(rt: Cluster, ns: str, tmp_path: Path) -> None:
+    trail = tmp_path / "trail"
+    inits = [
+        {"name": "first", "image": "busybox", "command": ["sh", "-c", f"echo first >> {trail}"]},
+        {"name": "second", "image": "busybox", "command": ["sh", "-c", f"echo second >> {trail}"]},
+    ]
+    body = pod("inits", "busybox", container={"command": ["sh", "-c", f"echo app >> {trail}; sleep 3600"]})
+    body["spec"]["initContainers"] = inits
+    apply(rt, ns, body)
+    p = ready_pod(rt, ns, "inits")
+    wait_for("the app's line", lambda: trail.exists() and trail.read_text().count("\n") == 3)
+    assert trail.read_text().split() == ["first", "second", "app"]
+    assert [s["state"]["terminated"]["reason"] for s in p["status"]["initContainerStatuses"]] == ["Completed"] * 2
+
+
+def test_logs_follow_streams_new_output(rt: Cluster, ns: str) -> None:
+    script = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"
+    apply(rt, ns, pod("ticker", "busybox", container={"command": ["sh", "-c", script]}))
+    ready_pod(rt, ns, "ticker")
+    follow = subprocess.Popen(
+        ["kubectl", "logs", "-f", "-n", ns, "ticker"], env=rt.env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert follow.stdout is not None
+        lines = [follow.stdout.readline().strip() for _ in range(8)]
+        assert lines[0].startswith("tick ") and lines[-1].startswith("tick ")
+        assert int(lines[-1].split()[1]) > int(lines[0].split()[1])
+    finally:
+        follow.kill()
+        follow.wait()
+
+
+def test_ipv6_only_cluster(tmp_path: Path) -> None:
+    c = start_cluster(tmp_path, "kwsix", ("--nodes", "2", "--ip-family", "ipv6"))
+    try:
+        a, b = sorted(n["metadata"]["name"] for n in get(c, "nodes")["items"])
+        for name, node in (("six1", a), ("six2", b)):
+            c.kubectl(
+                "apply",
+                "-f",
+                "-",
+                input=json.dumps(
+                    pod(name, "registry.k8s.io/e2e-test-images/agnhost:2.53", node, container={"args": ["netexec"]})
+                ),
+            )
+        one = ready_pod(c, "default", "six1")
+        ready_pod(c, "default", "six2")
+        ip = one["status"]["podIP"]
+        assert ":" in ip and len(one["status"]["podIPs"]) == 1
+        assert curl(c, "six2", f"http://[{ip}]:8080/hostname") == "six1"
+        assert "nameserver fd00:10:96::a" in kexec(c, "six2", "cat", "/etc/resolv.conf")
+    finally:
+        c.kubewire("down", check=False)
