@@ -9,6 +9,7 @@ the pods' processes running for the next agent to adopt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -18,6 +19,7 @@ from kubewire.agents.kubelet.kubelet import Kubelet
 from kubewire.agents.nodeconfig import NodeConfig
 from kubewire.api.netconfig import ClusterNetwork
 from kubewire.client.http import HttpClient
+from kubewire.host import process
 from kubewire.host.netlink import Iproute
 
 log = logging.getLogger("kubewire.nodeagent")
@@ -36,8 +38,20 @@ async def wait_for_api(state_dir: Path, timeout: float = API_WAIT) -> None:
         await asyncio.sleep(0.02)
 
 
+def enable_forwarding() -> None:
+    """The node routes between its pods and its peers.  Only ever called here, in the agent process,
+    which ``kubewire up`` started inside the node's namespace: /proc/sys/net is that namespace's."""
+    for path in ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"):
+        with contextlib.suppress(OSError), open(path, "w") as f:
+            f.write("1")
+
+
 async def run(state_dir: Path, node: str, lease_interval: float = 10.0) -> None:
     config = NodeConfig.load(state_dir, node)
+    if process.current_netns_is(config.netns):
+        enable_forwarding()
+    else:
+        raise RuntimeError(f"the node agent of {node} must run inside {config.netns}")
     await wait_for_api(state_dir)
     network = ClusterNetwork.from_dict(json.loads((state_dir / "network.json").read_text()))
     client = HttpClient.from_socket(state_dir / "apiserver.sock", field_manager="kubelet")

@@ -153,6 +153,12 @@ def kill_group(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
+def current_netns_is(netns: str) -> bool:
+    """Whether the calling process lives in the named network namespace."""
+    inode = netns_inode(netns)
+    return inode is not None and os.stat("/proc/self/ns/net").st_ino == inode
+
+
 def netns_inode(netns: str) -> int | None:
     try:
         return os.stat(NETNS_DIR / netns).st_ino

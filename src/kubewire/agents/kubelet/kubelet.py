@@ -72,6 +72,7 @@ class Kubelet:
         network: ClusterNetwork,
         netlink: Netlink,
         lease_interval: float = 10.0,
+        spawner: Spawner | None = None,
     ) -> None:
         self.client = client
         self.config = config
@@ -88,7 +89,7 @@ class Kubelet:
         self.services = Informer(client, SERVICE)
         self.pods.add_indexer("uid", lambda o: [str((o.get("metadata") or {}).get("uid", ""))])
         self.workers: dict[str, PodWorker] = {}
-        self.spawner = Spawner(config.state_dir)
+        self.spawner = spawner or Spawner(config.state_dir)
         self.host_ips = [a for a in config.addresses if _family(a) in network.families]
         self.host_resolv_conf = _read("/etc/resolv.conf")
         self.host_hosts = _read("/etc/hosts")
@@ -412,7 +413,6 @@ class Kubelet:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.config.node_dir.mkdir(parents=True, exist_ok=True)
-        _enable_forwarding()
         await self.register()
         for inf in (self.nodes, self.configmaps, self.secrets, self.services, self.pods):
             self._tasks.append(asyncio.create_task(inf.run()))
@@ -482,13 +482,6 @@ def _in_pod_range(dest: str, network: ClusterNetwork) -> bool:
         if net.version == outer.version and net.subnet_of(outer) and net.prefixlen < net.max_prefixlen:  # type: ignore[arg-type]
             return True
     return False
-
-
-def _enable_forwarding() -> None:
-    """The node routes between its pods and its peers (this process lives in the node's namespace)."""
-    for path in ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"):
-        with contextlib.suppress(OSError), open(path, "w") as f:
-            f.write("1")
 
 
 def _memory() -> str:

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from kubewire.host import process
 
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ZYGOTE_START = 10.0  # seconds to wait for a new zygote's socket
 
 
@@ -151,6 +153,31 @@ class Spawner:
             return None
         status = reply.get("status")
         return int(status) if status is not None else None
+
+    async def exec_in(self, box: process.Sandbox, argv: Sequence[str], timeout: float) -> tuple[int | None, bytes]:
+        """Run a command inside a pod's namespaces (exec probes and hooks); None exit code on timeout."""
+        if not argv:
+            return 126, b"no command"
+        loop = asyncio.get_running_loop()
+
+        def run() -> tuple[int | None, bytes]:
+            try:
+                done = subprocess.run(
+                    list(argv),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=timeout,
+                    preexec_fn=lambda: process.enter(box),
+                    env={"PATH": DEFAULT_PATH},
+                )
+            except subprocess.TimeoutExpired as e:
+                return None, e.output or b""
+            except OSError as e:
+                return 126, str(e).encode()
+            return done.returncode, done.stdout
+
+        return await loop.run_in_executor(None, run)
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -404,7 +404,7 @@ class PodWorker:
         box = self._box(pod)
 
         async def run(argv: Sequence[str], timeout: float) -> tuple[int | None, bytes]:
-            return await exec_in(box, argv, timeout)
+            return await self.kubelet.spawner.exec_in(box, argv, timeout)
 
         return run
 
@@ -438,7 +438,7 @@ class PodWorker:
 
     async def _pre_stop(self, pod: Obj, c: Obj, hook: Obj) -> None:
         if "exec" in hook:
-            await exec_in(self._box(pod), (hook["exec"] or {}).get("command") or [], 3600.0)
+            await self.kubelet.spawner.exec_in(self._box(pod), (hook["exec"] or {}).get("command") or [], 3600.0)
         elif "sleep" in hook:
             await asyncio.sleep(float((hook["sleep"] or {}).get("seconds") or 0))
         elif "httpGet" in hook:
@@ -526,31 +526,3 @@ def _terminal_policy(pod: Obj, record: PodRecord) -> bool:
     if policy == "Never":
         return True
     return all(r is not None and r.current_exit is not None and r.current_exit.exit_code == 0 for r in recs)
-
-
-async def exec_in(box: process.Sandbox, argv: Sequence[str], timeout: float) -> tuple[int | None, bytes]:
-    """Run a command inside a pod's namespaces (exec probes and hooks); None exit code on timeout."""
-    if not argv:
-        return 126, b"no command"
-    loop = asyncio.get_running_loop()
-
-    def run() -> tuple[int | None, bytes]:
-        import subprocess
-
-        try:
-            done = subprocess.run(
-                list(argv),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=timeout,
-                preexec_fn=lambda: process.enter(box),
-                env={"PATH": DEFAULT_PATH},
-            )
-        except subprocess.TimeoutExpired as e:
-            return None, e.output or b""
-        except OSError as e:
-            return 126, str(e).encode()
-        return done.returncode, done.stdout
-
-    return await loop.run_in_executor(None, run)
