@@ -155,3 +155,17 @@ def from_args(args: argparse.Namespace) -> ClusterConfig:
     if grace <= 0:
         raise ConfigError(f"nodeMonitorGracePeriod: Invalid value: {grace}: must be greater than zero")
     return ClusterConfig(net, nodes, zones, cfg.node_labels, grace)
+
+
+def differences(args: argparse.Namespace, settings: dict[str, Any], network: ClusterNetwork) -> str:
+    """The settings asked for on the command line that an existing cluster does not have."""
+    kept = []
+    if args.nodes is not None and settings.get("nodes") not in (None, args.nodes):
+        kept.append(f"nodes {settings.get('nodes')}")
+    if args.zones is not None and settings.get("zones") not in (None, args.zones):
+        kept.append(f"zones {settings.get('zones')}")
+    if args.ip_family and args.ip_family != network.ip_family:
+        kept.append(f"ip family {network.ip_family}")
+    if args.pod_network and args.pod_network != network.pod_network:
+        kept.append(f"pod network {network.pod_network}")
+    return ", ".join(kept)

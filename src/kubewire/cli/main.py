@@ -130,6 +130,14 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
     cmd = args.command
     if cmd == "up":
         config = clusterconfig.from_args(args)
+        if state.exists():
+            kept = clusterconfig.differences(args, state.settings(), state.network())
+            if kept:
+                print(
+                    f"note: cluster {state.name!r} keeps the settings it was made with ({kept}); "
+                    f"'kubewire --name {state.name} down' first to change them",
+                    file=sys.stderr,
+                )
         if not args.no_nodes:
             nodes.require_root()
         start_nodes = None if args.no_nodes else (lambda: nodes.start_nodes(state))
