@@ -373,6 +373,17 @@ class Kubelet:
             worker.start()
         worker.poke()
 
+    def _on_pod_deleted(self, pod: Obj) -> None:
+        """Gone from the API: the worker (if any) stops what still runs; a pod this agent already
+        finished (its own final delete) has no worker and no record left, so nothing happens."""
+        meta = pod.get("metadata") or {}
+        uid = str(meta.get("uid", ""))
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.poke()
+        elif load(self.pods_dir / pod_dir_name(meta.get("namespace", ""), meta.get("name", ""), uid)) is not None:
+            self._on_pod(pod)
+
     def _adopt_orphans(self) -> None:
         """Records of pods the API no longer has: stop what they left running and clean up."""
         with contextlib.suppress(FileNotFoundError):
@@ -440,7 +451,7 @@ class Kubelet:
         node = self.nodes.get(self.config.name) or {}
         self._pod_cidrs = tuple((node.get("spec") or {}).get("podCIDRs") or ())
         self.pods.add_handlers(
-            Handlers(on_add=self._on_pod, on_update=lambda o, n: self._on_pod(n), on_delete=self._on_pod)
+            Handlers(on_add=self._on_pod, on_update=lambda o, n: self._on_pod(n), on_delete=self._on_pod_deleted)
         )
         for pod in self.pods.list():
             self._on_pod(pod)

@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubewire.agents.kubelet import images, podspec, probes, sandbox
+from kubewire.agents.kubelet.sandbox import SandboxError
 from kubewire.agents.kubelet.spawner import SpawnError
 from kubewire.agents.kubelet.state import ContainerRecord, PodRecord, Termination, log_path, pod_dir_name, save
 from kubewire.agents.kubelet.status import pod_status
 from kubewire.api.meta import now_rfc3339
+from kubewire.errors import StatusError
 from kubewire.host import process
 
 if TYPE_CHECKING:
@@ -89,16 +91,25 @@ class PodWorker:
             for rec in [*self.record.containers.values(), *self.record.init_containers.values()]:
                 if rec.running:
                     self._adopt(rec)
+            failures = 0
             while True:
                 pod = self.kubelet.pod_by_uid(self.uid)
-                if pod is None:
-                    await self._terminate(None, grace=0)
-                    return
-                if (pod.get("metadata") or {}).get("deletionTimestamp"):
-                    await self._terminate(pod, grace=_grace(pod))
-                    return
-                deadline = await self._sync(pod)
-                await self._report(pod)
+                try:
+                    if pod is None:
+                        await self._terminate(None, grace=0)
+                        return
+                    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+                        await self._terminate(pod, grace=_grace(pod))
+                        return
+                    deadline = await self._sync(pod)
+                    await self._report(pod)
+                    failures = 0
+                except (StatusError, OSError, SandboxError, SpawnError) as e:
+                    # One pod's trouble (the API unreachable for a moment, a kernel refusal) is
+                    # retried with backoff; it never stops this worker or any other.
+                    failures += 1
+                    log.warning("pod %s/%s: %s (retrying)", self.record.namespace, self.record.name, e)
+                    deadline = time.time() + min(CONFIG_RETRY * 2 ** (failures - 1), RESYNC)
                 self.wake.clear()
                 timeout = max(0.0, min(deadline, time.time() + RESYNC) - time.time())
                 with contextlib.suppress(TimeoutError):
