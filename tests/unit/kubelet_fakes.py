@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from kubewire.agents.kubelet.kubelet import Kubelet
-from kubewire.agents.kubelet.spawner import DEFAULT_PATH, SpawnError, Spawner
+from kubewire.agents.kubelet.spawner import DEFAULT_PATH, Spawner, SpawnError
 from kubewire.agents.nodeconfig import NodeConfig
 from kubewire.api.core import CONFIG_MAP, EVENT, NODE
 from kubewire.api.netconfig import ClusterNetwork
@@ -31,11 +30,11 @@ from kubewire.dataplane import podnet
 from kubewire.errors import NotFound
 from kubewire.host import process
 from kubewire.host.netlink import FakeNetlink, apply_all
+from kubewire.host.owned import Owned
 from kubewire.store import podadmission
 from kubewire.store.store import Store
 
 Obj = dict[str, Any]
-T = TypeVar("T")
 
 CLUSTER = "kt"
 NODE_NAME = "kt-worker"
@@ -48,23 +47,23 @@ NAMESPACE = "default"
 
 
 async def wait_until(
-    check: Callable[[], T | None | Awaitable[T | None]],
+    check: Callable[[], object],
     timeout: float = 10.0,
     what: str = "condition",
     interval: float = 0.05,
     alive: Callable[[], None] | None = None,
-) -> T:
-    """Poll ``check`` (sync or async) until it returns something truthy; fail after ``timeout``."""
+) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy (returned); fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
         if alive is not None:
             alive()
         value = check()
-        if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
+        if isinstance(value, Awaitable):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         last = value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
@@ -169,7 +168,7 @@ class KubeletHarness:
         if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
             raise AssertionError(f"the kubelet failed: {task.exception()!r}")
 
-    async def wait(self, check: Callable[[], T | None | Awaitable[T | None]], timeout: float = 10.0, what: str = "") -> T:
+    async def wait(self, check: Callable[[], object], timeout: float = 10.0, what: str = "") -> Any:
         return await wait_until(check, timeout, what or "condition", alive=self.check_alive)
 
     async def start_kubelet(self, lease_interval: float = 0.2) -> Kubelet:
@@ -304,6 +303,9 @@ class KubeletHarness:
             return None
         return data
 
+    def owned_names(self) -> list[str]:
+        return Owned(self.state_dir / "netns.owned").names()
+
     def container_pid(self, pod: Obj, container: str) -> int:
         rec = self.record(pod) or {}
         return int(((rec.get("containers") or {}).get(container) or {}).get("pid", 0))
@@ -326,15 +328,3 @@ def condition(pod: Obj | None, kind: str) -> Obj:
 def pid_running(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not)."""
     return pid > 0 and process.start_ticks(pid) is not None
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
-
-
-def own_pid() -> int:
-    return os.getpid()

@@ -93,6 +93,9 @@ class PodWorker:
                     self._adopt(rec)
             failures = 0
             while True:
+                # Cleared before reading the pod: a poke that lands during the awaits below
+                # (a deletion mid-probe, an exit mid-spawn) then wakes the next wait at once.
+                self.wake.clear()
                 pod = self.kubelet.pod_by_uid(self.uid)
                 try:
                     if pod is None:
@@ -110,7 +113,6 @@ class PodWorker:
                     failures += 1
                     log.warning("pod %s/%s: %s (retrying)", self.record.namespace, self.record.name, e)
                     deadline = time.time() + min(CONFIG_RETRY * 2 ** (failures - 1), RESYNC)
-                self.wake.clear()
                 timeout = max(0.0, min(deadline, time.time() + RESYNC) - time.time())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout)
@@ -268,8 +270,7 @@ class PodWorker:
         env.update(env_pairs)
         argv = list(program.argv)
         count = rec.restart_count + (1 if restart else 0)
-        if restart:
-            k.event(pod, "Normal", "Pulled", f'Container image "{c.get("image", "")}" already present on machine')
+        k.event(pod, "Normal", "Pulled", f'Container image "{c.get("image", "")}" already present on machine')
         run_id = uuid.uuid4().hex
         path = log_path(self.pod_dir, name, count)
         started_at = _now()
@@ -352,7 +353,7 @@ class PodWorker:
             return  # already recorded (a stop path raced the pidfd)
         if code is None:
             term = Termination(
-                255, "Unknown", rec.started_at, _now(), "the container ended while its node agent was down"
+                255, "Unknown", rec.started_at, _now(), "exit status unknown: an earlier node agent started it"
             )
         elif code < 0:
             term = Termination(128 - code, "Error", rec.started_at, _now(), signal=-code)
