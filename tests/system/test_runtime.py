@@ -274,8 +274,12 @@ def test_node_stop_makes_it_not_ready_and_its_pods_leave_endpoints(rt: Cluster, 
     wait_for("Ready again", lambda: node_ready("True"), timeout=40)
 
 
-def test_kill_9_then_up_adopts_the_running_cluster(rt: Cluster, ns: str) -> None:
+def test_kill_9_then_up_adopts_the_running_cluster(rt: Cluster, ns: str, tmp_path: Path) -> None:
     apply(rt, ns, pod("survivor", "registry.k8s.io/e2e-test-images/agnhost:2.53", container={"args": ["netexec"]}))
+    trigger = tmp_path / "exit-now"
+    waiter = f"while [ ! -f {trigger} ]; do sleep 0.1; done; exit 7"
+    apply(rt, ns, pod("waiter", "busybox", container={"command": ["sh", "-c", waiter]}))
+    ready_pod(rt, ns, "waiter")
     before = ready_pod(rt, ns, "survivor")
     cid = before["status"]["containerStatuses"][0]["containerID"]
     netns_before = set(os.listdir("/run/netns"))
@@ -293,6 +297,14 @@ def test_kill_9_then_up_adopts_the_running_cluster(rt: Cluster, ns: str) -> None
     st = after["status"]["containerStatuses"][0]
     assert st["containerID"] == cid and st["restartCount"] == 0
     assert curl(rt, "survivor", "http://127.0.0.1:8080/hostname", ns) == "survivor"
+    # A container that ends after the agents were replaced still reports its real exit code.
+    trigger.write_text("go")
+
+    def exited() -> dict[str, Any] | None:
+        st = get(rt, "-n", ns, "pod", "waiter")["status"]["containerStatuses"][0]
+        return st if st["restartCount"] >= 1 else None
+
+    assert wait_for("the waiter's restart", exited)["lastState"]["terminated"]["exitCode"] == 7
 
 
 def _reap(pid: int) -> bool:

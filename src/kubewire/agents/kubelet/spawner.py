@@ -4,9 +4,9 @@ Built-in workloads (Python programs) are forked by :mod:`~kubewire.agents.kubele
 this module starts on demand (one per cluster, like a container runtime shared by the nodes: each
 child enters its own pod's namespaces; in a session of its own so it outlives the agents) and
 talks to over its Unix socket.  Machine commands (busybox, curl, any
-image with an explicit command) are spawned with :func:`kubewire.host.process.start` off the event
-loop.  Either way the kubelet gets a pid and start time, learns of the exit through a pidfd, and
-asks :meth:`Spawner.exit_status` for the code.
+image with an explicit command) are forked by it too and ``exec``-ed, so every container has the
+zygote as its parent.  The kubelet gets a pid and start time, learns of the exit through a pidfd,
+and asks :meth:`Spawner.exit_status` for the code.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
 import json
 import subprocess
 import sys
@@ -113,33 +112,32 @@ class Spawner:
         cwd: str | None,
         log_path: Path,
     ) -> process.Spawned:
-        """Start ``argv``; built-ins (``python -m kubewire.workloads.X``) go through the zygote."""
+        """Start ``argv`` through the zygote: built-ins (``python -m kubewire.workloads.X``) are forked
+        pre-warmed, anything else is forked and ``exec``-ed.  Raises ``OSError`` with the reason when
+        the program cannot start (missing executable, bad working directory, namespace gone)."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        request: dict[str, Any] = {
+            "op": "spawn",
+            "env": dict(env),
+            "cwd": cwd or "",
+            "log": str(log_path),
+            "netns": box.netns,
+            "mounts": [list(m) for m in box.mounts],
+            "hostname": box.hostname,
+        }
         if (
             len(argv) >= 3
             and argv[0] == sys.executable
             and argv[1] == "-m"
             and argv[2].startswith("kubewire.workloads.")
         ):
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            reply = await self._call(
-                {
-                    "op": "spawn",
-                    "module": argv[2],
-                    "args": list(argv[3:]),
-                    "env": dict(env),
-                    "cwd": cwd or "",
-                    "log": str(log_path),
-                    "netns": box.netns,
-                    "mounts": [list(m) for m in box.mounts],
-                    "hostname": box.hostname,
-                }
-            )
-            if "error" in reply:
-                raise SpawnError(str(reply["error"]))
-            return process.Spawned(int(reply["pid"]), int(reply["ticks"]))
-        return await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(process.start, argv, box, env=env, cwd=cwd, log_path=log_path)
-        )
+            request.update(module=argv[2], args=list(argv[3:]))
+        else:
+            request["exec"] = list(argv)
+        reply = await self._call(request)
+        if "error" in reply:
+            raise OSError(int(reply.get("errno") or 0), str(reply["error"]))
+        return process.Spawned(int(reply["pid"]), int(reply["ticks"]))
 
     async def exit_status(self, spawned: process.Spawned | None, pid: int) -> int | None:
         """The return code of an ended process (negative for a signal), or None if unknowable."""

@@ -13,8 +13,12 @@ asks for a status when its pidfd says the process ended.  It runs in its own ses
 outlives the kubelet: an agent restarted after ``kill -9`` reconnects and still learns the exit
 codes of the containers it adopted.
 
-Protocol: JSON lines over a Unix socket.  ``{"op": "spawn", "module", "args", "env", "cwd", "log",
-"netns", "mounts", "hostname"}`` → ``{"pid", "ticks"}`` or ``{"error"}``;
+Machine commands (busybox, curl, an image's explicit command) are started the same way, the
+child ``exec``-ing the command after entering the namespaces: every container, built-in or not,
+has the zygote as its parent, so its exit code is known whatever happened to the agents.
+
+Protocol: JSON lines over a Unix socket.  ``{"op": "spawn", "module", "args" | "exec", "env",
+"cwd", "log", "netns", "mounts", "hostname"}`` → ``{"pid", "ticks"}`` or ``{"errno", "error"}``;
 ``{"op": "status", "pid"}`` → ``{"status": <returncode, negative for a signal> | null}``.
 """
 
@@ -51,44 +55,55 @@ def _preload() -> None:
     import kubewire.workloads._http  # noqa: F401
 
 
-def _child(request: dict[str, Any], closing: list[int]) -> None:
-    """In the forked child: become the container, run the workload, never return."""
+def _setup(request: dict[str, Any], report: int) -> None:
+    """Become the container: own session, the pod's namespaces, its log as stdout/stderr, its env."""
+    os.setsid()
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    from kubewire.host.process import Sandbox, enter
+
+    enter(
+        Sandbox(
+            netns=request.get("netns") or "",
+            mounts=tuple((str(a), str(b)) for a, b in request.get("mounts") or ()),
+            hostname=request.get("hostname") or "",
+        )
+    )
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    # Nothing of the zygote's (its socket, its clients, its epoll) leaks into a container.
+    os.closerange(3, report)
+    os.closerange(report + 1, 65536)
+    if request.get("cwd"):
+        os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request.get("env") or {})
+
+
+def _child(request: dict[str, Any], report: int) -> None:
+    """In the forked child: set up, then exec the command or run the built-in; never returns.
+
+    A failure before the program runs is written to ``report`` (close-on-exec), which the zygote
+    reads to answer the spawn request with the reason, as ``subprocess`` does."""
     code = 1
     try:
-        os.setsid()
-        for fd in closing:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        from kubewire.host.process import Sandbox, enter
-
-        enter(
-            Sandbox(
-                netns=request.get("netns") or "",
-                mounts=tuple((str(a), str(b)) for a, b in request.get("mounts") or ()),
-                hostname=request.get("hostname") or "",
-            )
-        )
-        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        os.close(null)
+        _setup(request, report)
+        if request.get("exec"):
+            argv = [str(a) for a in request["exec"]]
+            os.execvpe(argv[0], argv, dict(os.environ))
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own descriptors
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        if request.get("cwd"):
-            os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request.get("env") or {})
         import random
 
         random.seed()
         module = importlib.import_module(request["module"])
+        os.close(report)  # started: nothing more to report
+        report = -1
         args = list(request.get("args") or [])
         sys.argv = [request["module"], *args]
         main = module.main
@@ -96,6 +111,11 @@ def _child(request: dict[str, Any], closing: list[int]) -> None:
         code = int(result or 0)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except OSError as e:
+        if report >= 0:
+            with contextlib.suppress(OSError):
+                os.write(report, json.dumps({"errno": e.errno or 0, "error": e.strerror or str(e)}).encode())
+        code = 127
     except BaseException:
         with contextlib.suppress(Exception):
             traceback.print_exc()
@@ -197,11 +217,21 @@ class Zygote:
                     self._record(pid, status)
             return {"status": self.statuses.get(pid)}
         if op == "spawn":
-            closing = [self.listener.fileno(), *self.wake, *(c.fileno() for c in self.buffers)]
+            read_end, write_end = os.pipe2(os.O_CLOEXEC)
             pid = os.fork()
             if pid == 0:
-                _child(request, closing)
+                os.close(read_end)
+                _child(request, write_end)
+            os.close(write_end)
+            with os.fdopen(read_end, "rb") as r:
+                failure = r.read()  # EOF once the child execs (close-on-exec) or starts its workload
             self.children.add(pid)
+            if failure:
+                with contextlib.suppress(ChildProcessError):
+                    _, status = os.waitpid(pid, 0)
+                    self._record(pid, status)
+                reply: dict[str, Any] = json.loads(failure)
+                return reply
             return {"pid": pid, "ticks": _ticks(pid)}
         return {"error": f"unknown op {op!r}"}
 
