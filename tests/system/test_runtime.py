@@ -150,6 +150,8 @@ def test_downward_api_env_configmap_and_logs(rt: Cluster, ns: str) -> None:
     want = f"hello from envy at {p['status']['podIP']}"
     wait_for("the log line", lambda: want in rt.kubectl("logs", "-n", ns, "envy").stdout)
     assert rt.kubectl("logs", "-n", ns, "envy", "--tail=1").stdout.strip() == want
+    # kubewire exec gives a command the container's environment, as kubectl exec does.
+    assert kexec(rt, "envy", "sh", "-c", "echo $GREETING $MY_POD", ns=ns).strip() == "hello envy"
 
 
 def test_crashing_container_restarts_and_serves_again(rt: Cluster, ns: str) -> None:

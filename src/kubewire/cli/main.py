@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("exec", help="run a command inside a pod, a node (node/NAME) or the client namespace")
     ex.add_argument("target", help="POD, node/NAME or client")
     ex.add_argument("-n", "--namespace", default="default")
+    ex.add_argument("-c", "--container", default="", help="the container whose environment to use (default: the first)")
     ex.add_argument(
         "argv", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command and its arguments (default: sh)"
     )
@@ -155,7 +156,7 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
         lifecycle.down(state, keep_state=args.keep_state)
         return 0
     if cmd == "exec":
-        return nodes.exec_into(state, args.target, args.namespace, args.argv)
+        return nodes.exec_into(state, args.target, args.namespace, args.argv, args.container)
     if cmd == "node":
         nodes.require_root()
         nodes.node_action(state, args.node_name, args.action)

@@ -9,10 +9,12 @@ are the user's own.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from kubewire.agents import topology
 from kubewire.agents.kubelet.sandbox import pod_netns
@@ -147,15 +149,18 @@ async def _deployment_pod(state: ClusterState, namespace: str, name: str) -> dic
         await client.close()
 
 
-def sandbox_for(state: ClusterState, target: str, namespace: str) -> process.Sandbox:
-    """Where ``kubewire exec TARGET`` runs: a pod's namespaces, ``node/NAME`` or ``client``."""
+def exec_target(
+    state: ClusterState, target: str, namespace: str, container: str = ""
+) -> tuple[process.Sandbox, dict[str, str] | None]:
+    """The namespaces of ``kubewire exec TARGET``, and for a pod the container's environment (as
+    ``kubectl exec`` gives it: the image's and the pod spec's variables, the downward API's values)."""
     topo = cluster_topology(state)
     if target == "client":
-        return process.Sandbox(netns=topo.client)
+        return process.Sandbox(netns=topo.client), None
     if target.startswith(("node/", "nodes/")):
         name = target.split("/", 1)[1]
         try:
-            return process.Sandbox(netns=topo.node(name).netns, hostname=name)
+            return process.Sandbox(netns=topo.node(name).netns, hostname=name), None
         except KeyError:
             raise LifecycleError(f'nodes "{name}" not found') from None
     name = target.split("/", 1)[1] if target.startswith(("pod/", "pods/")) else target
@@ -174,25 +179,41 @@ def sandbox_for(state: ClusterState, target: str, namespace: str) -> process.San
     if not node or not (pod_dir / "hosts").exists():
         raise LifecycleError(f'pod "{name}" has no running sandbox yet (phase {(pod.get("status") or {})})')
     mounts = tuple((str(pod_dir / f), f"/etc/{f}") for f in ("resolv.conf", "hosts", "hostname"))
+    names = [str(c.get("name")) for c in spec.get("containers") or []]  # type: ignore[attr-defined]
+    if container and container not in names:
+        raise LifecycleError(f"container {container} is not valid for pod {name}")
+    env = _container_env(pod_dir / (container or names[0]) / "env.json") if names else None
     if spec.get("hostNetwork"):
-        return process.Sandbox(netns=topo.node(node).netns, mounts=mounts, hostname=node)
+        return process.Sandbox(netns=topo.node(node).netns, mounts=mounts, hostname=node), env
     hostname = (pod_dir / "hostname").read_text().strip()
-    return process.Sandbox(netns=pod_netns(state.name, meta["uid"]), mounts=mounts, hostname=hostname)
+    return process.Sandbox(netns=pod_netns(state.name, meta["uid"]), mounts=mounts, hostname=hostname), env
 
 
-def exec_into(state: ClusterState, target: str, namespace: str, command: list[str]) -> int:
+def _container_env(path: Path) -> dict[str, str] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def exec_into(state: ClusterState, target: str, namespace: str, command: list[str], container: str = "") -> int:
     require_root()
     require_running(state)
     argv = command[1:] if command[:1] == ["--"] else command
-    box = sandbox_for(state, target, namespace)
+    box, env = exec_target(state, target, namespace, container)
     try:
         process.enter(box)
     except OSError as e:
         raise LifecycleError(f"cannot enter {target}: {e}") from None
     argv = argv or ["sh"]
     sys.stdout.flush()
+    if env is not None:
+        env = {**env, **{k: os.environ[k] for k in ("TERM", "COLUMNS", "LINES") if k in os.environ}}
     try:
-        os.execvp(argv[0], argv)
+        if env is None:
+            os.execvp(argv[0], argv)
+        os.execvpe(argv[0], argv, env)
     except OSError as e:
         print(f'error: exec: "{argv[0]}": {e.strerror}', file=sys.stderr)
         return 127

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -268,6 +269,7 @@ class PodWorker:
         hostname, _ = podspec.pod_hostname(pod, cluster_domain=k.network.cluster_domain)
         env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": "/root", **program.env}
         env.update(env_pairs)
+        _write_private(self.pod_dir / name / "env.json", json.dumps(env))  # what ``kubewire exec`` gives a shell
         argv = list(program.argv)
         count = rec.restart_count + (1 if restart else 0)
         k.event(pod, "Normal", "Pulled", f'Container image "{c.get("image", "")}" already present on machine')
@@ -506,6 +508,14 @@ class PodWorker:
             return
         await self.kubelet.patch_status(pod, status)
         self.last_status = status
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only root can read (a container's env may hold Secret values)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def _same_but_times(a: Obj, b: Obj) -> bool:
