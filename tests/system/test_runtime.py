@@ -355,21 +355,20 @@ def test_host_network_pod_runs_in_its_node_namespace(rt: Cluster, ns: str) -> No
     assert curl(rt, "client", f"http://{node_ip}:18080/hostname") == a  # hostNetwork: the node's hostname
 
 
+def netexec_on_each_node(c: Cluster, first: str, second: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two agnhost netexec pods in ``default``, one on each of the cluster's two nodes, Ready."""
+    a, b = sorted(n["metadata"]["name"] for n in get(c, "nodes")["items"])
+    for name, node in ((first, a), (second, b)):
+        body = pod(name, "registry.k8s.io/e2e-test-images/agnhost:2.53", node, container={"args": ["netexec"]})
+        c.kubectl("apply", "-f", "-", input=json.dumps(body))
+    return ready_pod(c, "default", first), ready_pod(c, "default", second)
+
+
 def test_vxlan_overlay_cluster_beside_the_routed_one(rt: Cluster, tmp_path: Path) -> None:
     other = start_cluster(tmp_path, "kwvx", ("--nodes", "2", "--pod-network", "vxlan"))
     try:
-        a, b = sorted(n["metadata"]["name"] for n in get(other, "nodes")["items"])
-        for name, node in (("one", a), ("two", b)):
-            other.kubectl(
-                "apply",
-                "-f",
-                "-",
-                input=json.dumps(
-                    pod(name, "registry.k8s.io/e2e-test-images/agnhost:2.53", node, container={"args": ["netexec"]})
-                ),
-            )
-        one = ready_pod(other, "default", "one")
-        ready_pod(other, "default", "two")
+        one, two = netexec_on_each_node(other, "one", "two")
+        b = two["spec"]["nodeName"]
         ip = one["status"]["podIP"]
         assert curl(other, "two", f"http://{ip}:8080/hostname") == "one"
         assert "mtu 1450" in kexec(other, "two", "ip", "link", "show", "eth0")
@@ -478,18 +477,7 @@ def test_logs_follow_streams_new_output(rt: Cluster, ns: str) -> None:
 def test_ipv6_only_cluster(tmp_path: Path) -> None:
     c = start_cluster(tmp_path, "kwsix", ("--nodes", "2", "--ip-family", "ipv6"))
     try:
-        a, b = sorted(n["metadata"]["name"] for n in get(c, "nodes")["items"])
-        for name, node in (("six1", a), ("six2", b)):
-            c.kubectl(
-                "apply",
-                "-f",
-                "-",
-                input=json.dumps(
-                    pod(name, "registry.k8s.io/e2e-test-images/agnhost:2.53", node, container={"args": ["netexec"]})
-                ),
-            )
-        one = ready_pod(c, "default", "six1")
-        ready_pod(c, "default", "six2")
+        one, _ = netexec_on_each_node(c, "six1", "six2")
         ip = one["status"]["podIP"]
         assert ":" in ip and len(one["status"]["podIPs"]) == 1
         assert curl(c, "six2", f"http://[{ip}]:8080/hostname") == "six1"
