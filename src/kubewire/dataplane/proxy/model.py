@@ -1,0 +1,203 @@
+"""The proxy snapshot: what one node's kube-proxy knows, as immutable values.
+
+Built from Service and EndpointSlice wire objects for one node and one address family, keyed by
+upstream's ServicePortName (``namespace/name:port``).  Everything the rule compilers and the
+reference evaluator need is here, resolved once: the endpoint port of each service port (slices
+carry ports by name), endpoint conditions, node and zone, hints, the traffic policies, session
+affinity, the addresses a Service answers on (ClusterIPs, externalIPs, LoadBalancer ingress IPs,
+NodePorts on the node's addresses).  Headless and ExternalName Services have no rules and are left
+out, as upstream does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Obj = dict[str, Any]
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+TOPOLOGY_MODE_ANNOTATION = "service.kubernetes.io/topology-mode"
+TOPOLOGY_HINTS_ANNOTATION = "service.kubernetes.io/topology-aware-hints"  # the older spelling
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """One endpoint of one service port (address and the port it serves that service port on)."""
+
+    ip: str
+    port: int
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    node: str = ""
+    zone: str = ""
+    hint_zones: tuple[str, ...] = ()
+    hint_nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """One port of one Service, in one address family, with its endpoints."""
+
+    namespace: str
+    name: str
+    port_name: str
+    protocol: str  # TCP, UDP or SCTP
+    port: int
+    cluster_ips: tuple[str, ...] = ()
+    node_port: int = 0
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ips: tuple[str, ...] = ()
+    source_ranges: tuple[str, ...] = ()
+    external_policy_local: bool = False
+    internal_policy_local: bool = False
+    health_check_node_port: int = 0
+    affinity_timeout: int = 0  # seconds of ClientIP affinity; 0: none
+    traffic_distribution: str = ""
+    topology_auto: bool = False
+    endpoints: tuple[Endpoint, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Upstream's ServicePortName string: ``namespace/name:port`` (``namespace/name`` unnamed)."""
+        base = f"{self.namespace}/{self.name}"
+        return f"{base}:{self.port_name}" if self.port_name else base
+
+    @property
+    def externally_reachable(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.load_balancer_ips)
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """The node a snapshot is for."""
+
+    name: str
+    zone: str = ""
+    addresses: tuple[str, ...] = ()  # this family's node addresses (NodePorts answer on them)
+    pod_cidrs: tuple[str, ...] = ()  # the cluster's pod CIDRs of this family (masquerade decisions)
+
+
+@dataclass(frozen=True)
+class ProxySnapshot:
+    """Everything one node's proxy programs for one family, sorted by service port key."""
+
+    family: int  # 4 or 6
+    node: NodeContext
+    services: tuple[ServicePort, ...] = field(default=())
+
+    def by_key(self) -> dict[str, ServicePort]:
+        return {s.key: s for s in self.services}
+
+
+def _family_of(address: str) -> int:
+    return ipaddress.ip_address(address).version
+
+
+def _service_ips(spec: Mapping[str, Any], family: int) -> tuple[str, ...]:
+    ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    return tuple(ip for ip in ips if ip and ip != "None" and _family_of(ip) == family)
+
+
+def _endpoints_for(port_name: str, slices: Iterable[Obj], family: int) -> tuple[Endpoint, ...]:
+    """The endpoints serving ``port_name``, from every slice of the Service in this family."""
+    seen: dict[tuple[str, int], Endpoint] = {}
+    want = "IPv4" if family == 4 else "IPv6"
+    for sl in slices:
+        if sl.get("addressType") != want:
+            continue
+        port = next((p for p in sl.get("ports") or [] if (p.get("name") or "") == port_name), None)
+        if port is None or not port.get("port"):
+            continue
+        for ep in sl.get("endpoints") or []:
+            cond = ep.get("conditions") or {}
+            ready = cond.get("ready") is not False  # nil means ready, as upstream reads it
+            serving = cond.get("serving") if cond.get("serving") is not None else ready
+            terminating = bool(cond.get("terminating"))
+            hints = ep.get("hints") or {}
+            for address in (ep.get("addresses") or [])[:1]:  # upstream uses the first address
+                e = Endpoint(
+                    ip=str(address),
+                    port=int(port["port"]),
+                    ready=ready,
+                    serving=bool(serving),
+                    terminating=terminating,
+                    node=str(ep.get("nodeName") or ""),
+                    zone=str(ep.get("zone") or ""),
+                    hint_zones=tuple(str(z.get("name")) for z in hints.get("forZones") or []),
+                    hint_nodes=tuple(str(n.get("name")) for n in hints.get("forNodes") or []),
+                )
+                seen.setdefault((e.ip, e.port), e)
+    return tuple(sorted(seen.values()))
+
+
+def service_ports(service: Obj, slices: Iterable[Obj], family: int) -> list[ServicePort]:
+    """The ServicePorts of one Service in ``family`` (none for headless or ExternalName)."""
+    meta, spec, status = service.get("metadata") or {}, service.get("spec") or {}, service.get("status") or {}
+    if spec.get("type") == "ExternalName":
+        return []
+    cluster_ips = _service_ips(spec, family)
+    if not cluster_ips:
+        return []  # headless, or not of this family
+    slices = list(slices)
+    annotations = meta.get("annotations") or {}
+    topology = str(annotations.get(TOPOLOGY_MODE_ANNOTATION) or annotations.get(TOPOLOGY_HINTS_ANNOTATION) or "")
+    affinity = 0
+    if spec.get("sessionAffinity") == "ClientIP":
+        cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+        affinity = int(cfg.get("timeoutSeconds") or 10800)
+    lb_ips = tuple(
+        str(i["ip"])
+        for i in (status.get("loadBalancer") or {}).get("ingress") or []
+        if i.get("ip") and _family_of(str(i["ip"])) == family
+    )
+    external = tuple(ip for ip in spec.get("externalIPs") or [] if _family_of(ip) == family)
+    ranges = tuple(
+        r.strip()
+        for r in spec.get("loadBalancerSourceRanges") or []
+        if r.strip() and ipaddress.ip_network(r.strip(), strict=False).version == family
+    )
+    out = []
+    for p in spec.get("ports") or []:
+        name = str(p.get("name") or "")
+        out.append(
+            ServicePort(
+                namespace=str(meta.get("namespace", "")),
+                name=str(meta.get("name", "")),
+                port_name=name,
+                protocol=str(p.get("protocol") or "TCP"),
+                port=int(p["port"]),
+                cluster_ips=cluster_ips,
+                node_port=int(p.get("nodePort") or 0),
+                external_ips=external,
+                load_balancer_ips=lb_ips if spec.get("type") == "LoadBalancer" else (),
+                source_ranges=ranges if spec.get("type") == "LoadBalancer" else (),
+                external_policy_local=spec.get("externalTrafficPolicy") == "Local",
+                internal_policy_local=spec.get("internalTrafficPolicy") == "Local",
+                health_check_node_port=int(spec.get("healthCheckNodePort") or 0),
+                affinity_timeout=affinity,
+                traffic_distribution=str(spec.get("trafficDistribution") or ""),
+                topology_auto=topology.lower() == "auto",
+                endpoints=_endpoints_for(name, slices, family),
+            )
+        )
+    return out
+
+
+def build_snapshot(services: Iterable[Obj], slices: Iterable[Obj], node: NodeContext, family: int) -> ProxySnapshot:
+    """The snapshot for ``node`` and ``family`` from every Service and EndpointSlice."""
+    by_service: dict[tuple[str, str], list[Obj]] = {}
+    for sl in slices:
+        meta = sl.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if owner:
+            by_service.setdefault((str(meta.get("namespace", "")), str(owner)), []).append(sl)
+    ports: list[ServicePort] = []
+    for svc in services:
+        meta = svc.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        ports.extend(service_ports(svc, by_service.get(key, []), family))
+    ports.sort(key=lambda s: s.key + "/" + s.protocol)
+    return ProxySnapshot(family, node, tuple(ports))
