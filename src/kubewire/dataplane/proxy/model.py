@@ -114,7 +114,7 @@ def _endpoints_for(port_name: str, slices: Iterable[Obj], family: int) -> tuple[
         for ep in sl.get("endpoints") or []:
             cond = ep.get("conditions") or {}
             ready = cond.get("ready") is not False  # nil means ready, as upstream reads it
-            serving = cond.get("serving") if cond.get("serving") is not None else ready
+            serving = cond.get("serving") is not False  # kube-proxy also reads nil serving as true
             terminating = bool(cond.get("terminating"))
             hints = ep.get("hints") or {}
             for address in (ep.get("addresses") or [])[:1]:  # upstream uses the first address
@@ -151,7 +151,8 @@ def service_ports(service: Obj, slices: Iterable[Obj], family: int) -> list[Serv
     lb_ips = tuple(
         str(i["ip"])
         for i in (status.get("loadBalancer") or {}).get("ingress") or []
-        if i.get("ip") and _family_of(str(i["ip"])) == family
+        # ipMode Proxy: the load balancer proxies to the nodes itself, so kube-proxy programs no VIP
+        if i.get("ip") and i.get("ipMode") in (None, "VIP") and _family_of(str(i["ip"])) == family
     )
     external = tuple(ip for ip in spec.get("externalIPs") or [] if _family_of(ip) == family)
     ranges = tuple(
