@@ -56,7 +56,7 @@ async def _run(argv: list[str], stdin: bytes = b"") -> str:
     return out.decode()
 
 
-def _check_owned(netns: str) -> None:
+def check_owned(netns: str) -> None:
     if not netns.startswith(OWNED_PREFIX):
         raise NetlinkError(f"refusing to touch network namespace {netns!r}: kubewire only changes its own (kw-…)")
 
@@ -71,22 +71,22 @@ class Iproute:
             return set()
 
     async def add_netns(self, name: str) -> None:
-        _check_owned(name)
+        check_owned(name)
         await _run(["ip", "netns", "add", name])
 
     async def del_netns(self, name: str) -> None:
-        _check_owned(name)
+        check_owned(name)
         if (NETNS_DIR / name).exists():
             await _run(["ip", "netns", "delete", name])
 
     async def apply(self, batch: Batch) -> None:
-        _check_owned(batch.netns)
+        check_owned(batch.netns)
         if not batch.lines:
             return
         await _run([batch.tool, "-n", batch.netns, "-batch", "-"], ("\n".join(batch.lines) + "\n").encode())
 
     async def routes(self, netns: str) -> list[str]:
-        _check_owned(netns)
+        check_owned(netns)
         out = await _run(["ip", "-n", netns, "route", "show"])
         out6 = await _run(["ip", "-n", netns, "-6", "route", "show"])
         return [line.split()[0] for line in (out + out6).splitlines() if line.strip()]
@@ -124,13 +124,13 @@ class FakeNetlink:
         return set(self.namespaces)
 
     async def add_netns(self, name: str) -> None:
-        _check_owned(name)
+        check_owned(name)
         if name in self.namespaces:
             raise NetlinkError(f'ip netns add {name}: Cannot create namespace file "/run/netns/{name}": File exists')
         self.namespaces[name] = _Namespace()
 
     async def del_netns(self, name: str) -> None:
-        _check_owned(name)
+        check_owned(name)
         ns = self.namespaces.pop(name, None)
         if ns is None:
             return
@@ -146,7 +146,7 @@ class FakeNetlink:
                     del ns.routes[dest]
 
     async def routes(self, netns: str) -> list[str]:
-        _check_owned(netns)
+        check_owned(netns)
         return list(self._ns(netns).routes)
 
     def _ns(self, name: str) -> _Namespace:
@@ -162,7 +162,7 @@ class FakeNetlink:
         return ns.links[name]
 
     async def apply(self, batch: Batch) -> None:
-        _check_owned(batch.netns)
+        check_owned(batch.netns)
         ns = self._ns(batch.netns)
         for line in batch.lines:
             self._exec(batch.netns, ns, batch.tool, line.split())
