@@ -20,6 +20,9 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.conftest import Cluster, start_cluster, wait_for
+from tests.system.helpers import apply, curl, get, kexec, namespace_fixture, nodes, pod, ready_pod, rt_cmd
+
+ns = namespace_fixture("rt")
 
 pytestmark = [
     pytest.mark.system,
@@ -42,63 +45,6 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.kubewire("down", check=False)
-
-
-@pytest.fixture
-def ns(rt: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = request.node.name.replace("_", "-").lower()[:40].strip("-")
-    rt.kubectl("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        rt.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def get(rt: Cluster, *args: str) -> Any:
-    return json.loads(rt.kubectl("get", *args, "-o", "json").stdout)
-
-
-def apply(rt: Cluster, ns: str, manifest: dict[str, Any]) -> None:
-    rt.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
-
-
-def pod(name: str, image: str, node: str = "", **spec: Any) -> dict[str, Any]:
-    container = {"name": "c", "image": image, **spec.pop("container", {})}
-    body: dict[str, Any] = {"containers": [container], "terminationGracePeriodSeconds": 2, **spec}
-    if node:
-        body["nodeName"] = node
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": body}
-
-
-def ready_pod(rt: Cluster, ns: str, name: str, timeout: float = 30.0) -> dict[str, Any]:
-    rt.kubectl("wait", "-n", ns, "--for=condition=Ready", f"pod/{name}", f"--timeout={int(timeout)}s")
-    return dict(get(rt, "-n", ns, "pod", name))
-
-
-def kexec(rt: Cluster, target: str, *cmd: str, ns: str = "default", timeout: float = 20) -> str:
-    proc = subprocess.run(
-        [*rt_cmd(rt), "exec", "-n", ns, target, "--", *cmd],
-        env=rt.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"exec {target} {cmd} failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def rt_cmd(rt: Cluster) -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "kubewire.cli.main", "--name", rt.name]
-
-
-def nodes(rt: Cluster) -> list[str]:
-    return sorted(n["metadata"]["name"] for n in get(rt, "nodes")["items"])
-
-
-def curl(rt: Cluster, target: str, url: str, ns: str = "default") -> str:
-    return kexec(rt, target, "curl", "-sS", "-g", "--max-time", "5", url, ns=ns)
 
 
 def test_nodes_register_ready_with_addresses_zones_and_pod_cidrs(rt: Cluster) -> None:

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from kubewire.agents.kubelet.kubelet import Kubelet
 from kubewire.agents.nodeconfig import NodeConfig
+from kubewire.agents.proxy import Proxy
 from kubewire.api.netconfig import ClusterNetwork
 from kubewire.client.http import HttpClient
 from kubewire.host import process
 from kubewire.host.netlink import Iproute
+from kubewire.host.nft import NftCli
 
 log = logging.getLogger("kubewire.nodeagent")
 
@@ -56,14 +58,35 @@ async def run(state_dir: Path, node: str, lease_interval: float = 10.0) -> None:
     network = ClusterNetwork.from_dict(json.loads((state_dir / "network.json").read_text()))
     client = HttpClient.from_socket(state_dir / "apiserver.sock", field_manager="kubelet")
     kubelet = Kubelet(client, config, network, Iproute(), lease_interval=lease_interval)
+    proxy = Proxy(client, config, network, NftCli())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    proxy_task = asyncio.create_task(run_proxy(proxy))
     try:
         await kubelet.run(stop)
     finally:
+        proxy_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await proxy_task
         await client.close()
+
+
+async def run_proxy(proxy: Proxy) -> None:
+    """The node's kube-proxy beside its kubelet: sync once its informers are current, then on changes."""
+    tasks = [asyncio.create_task(inf.run()) for inf in proxy.informers()]
+    try:
+        for inf in proxy.informers():
+            await inf.synced.wait()
+        proxy.start_watching()
+        await proxy.runner.loop()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def main(state_dir: Path, node: str, settings: dict[str, object]) -> int:

@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("action", choices=["stop", "start"])
     node.add_argument("node_name", metavar="NAME")
 
+    proxy = sub.add_parser("proxy", help="the Service data plane: show the rules kube-proxy keeps in a node")
+    proxy_sub = proxy.add_subparsers(dest="proxy_command", required=True)
+    rules = proxy_sub.add_parser("rules", help="print the nftables rules in force on a node")
+    rules.add_argument("--node", default="", help="the node (default: the first)")
+
     agent = sub.add_parser("node-agent", help=argparse.SUPPRESS)
     agent.add_argument("node_name")
     sub.add_parser("kubeconfig", help="print the path of the kubeconfig to use with kubectl")
@@ -157,6 +162,10 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
         return 0
     if cmd == "exec":
         return nodes.exec_into(state, args.target, args.namespace, args.argv, args.container)
+    if cmd == "proxy":
+        nodes.require_root()
+        print(nodes.proxy_rules(state, args.node), end="")
+        return 0
     if cmd == "node":
         nodes.require_root()
         nodes.node_action(state, args.node_name, args.action)

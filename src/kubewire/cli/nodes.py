@@ -106,6 +106,26 @@ def node_summary(state: ClusterState) -> str:
     return "".join(out)
 
 
+def proxy_rules(state: ClusterState, node: str = "") -> str:
+    """The node's kube-proxy tables, as ``nft list table`` prints them (one per address family)."""
+    require_running(state)
+    topo = cluster_topology(state)
+    try:
+        config = topo.node(node) if node else topo.nodes[0]
+    except (KeyError, IndexError):
+        raise LifecycleError(f'nodes "{node}" not found') from None
+    from kubewire.dataplane.proxy.nft import TABLE
+    from kubewire.host.nft import NftCli, NftError
+
+    out = [f"# node {config.name} ({config.netns}), kube-proxy mode nftables\n"]
+    for family in ("ip", "ip6"):
+        try:
+            out.append(asyncio.run(NftCli().list_table(family, TABLE, config.netns)))
+        except NftError as e:
+            out.append(f"# table {family} {TABLE}: {e}\n")
+    return "".join(out)
+
+
 def node_action(state: ClusterState, name: str, action: str) -> None:
     require_running(state)
     topo = cluster_topology(state)

@@ -1,0 +1,74 @@
+"""Shared helpers for the system tests: kubectl and kubewire against a cluster with real nodes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cluster
+
+
+def namespace_fixture(cluster_fixture: str) -> Any:
+    """A per-test Kubernetes namespace in the module's cluster (deleted afterwards, even on failure)."""
+
+    @pytest.fixture
+    def ns(request: pytest.FixtureRequest) -> Iterator[str]:
+        rt: Cluster = request.getfixturevalue(cluster_fixture)
+        name = request.node.name.replace("_", "-").lower()[:40].strip("-")
+        rt.kubectl("create", "namespace", name)
+        try:
+            yield name
+        finally:
+            rt.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+    return ns
+
+
+def get(rt: Cluster, *args: str) -> Any:
+    return json.loads(rt.kubectl("get", *args, "-o", "json").stdout)
+
+
+def apply(rt: Cluster, ns: str, manifest: dict[str, Any]) -> None:
+    rt.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+
+
+def pod(name: str, image: str, node: str = "", **spec: Any) -> dict[str, Any]:
+    container = {"name": "c", "image": image, **spec.pop("container", {})}
+    body: dict[str, Any] = {"containers": [container], "terminationGracePeriodSeconds": 2, **spec}
+    if node:
+        body["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": body}
+
+
+def ready_pod(rt: Cluster, ns: str, name: str, timeout: float = 30.0) -> dict[str, Any]:
+    rt.kubectl("wait", "-n", ns, "--for=condition=Ready", f"pod/{name}", f"--timeout={int(timeout)}s")
+    return dict(get(rt, "-n", ns, "pod", name))
+
+
+def kexec(rt: Cluster, target: str, *cmd: str, ns: str = "default", timeout: float = 20) -> str:
+    proc = subprocess.run(
+        [*rt_cmd(rt), "exec", "-n", ns, target, "--", *cmd],
+        env=rt.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"exec {target} {cmd} failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def rt_cmd(rt: Cluster) -> list[str]:
+    return [sys.executable, "-m", "kubewire.cli.main", "--name", rt.name]
+
+
+def nodes(rt: Cluster) -> list[str]:
+    return sorted(n["metadata"]["name"] for n in get(rt, "nodes")["items"])
+
+
+def curl(rt: Cluster, target: str, url: str, ns: str = "default") -> str:
+    return kexec(rt, target, "curl", "-sS", "-g", "--max-time", "5", url, ns=ns)
