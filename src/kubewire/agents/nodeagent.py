@@ -63,7 +63,7 @@ async def run(state_dir: Path, node: str, lease_interval: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    proxy_task = asyncio.create_task(run_proxy(proxy))
+    proxy_task = asyncio.create_task(run_proxy(proxy, kubelet.ready))
     try:
         await kubelet.run(stop)
     finally:
@@ -73,8 +73,11 @@ async def run(state_dir: Path, node: str, lease_interval: float = 10.0) -> None:
         await client.close()
 
 
-async def run_proxy(proxy: Proxy) -> None:
-    """The node's kube-proxy beside its kubelet: sync once its informers are current, then on changes."""
+async def run_proxy(proxy: Proxy, after: asyncio.Event) -> None:
+    """The node's kube-proxy beside its kubelet: it starts once the kubelet is ready (registration
+    comes first at start-up, as with kind's kube-proxy pods), syncs once its informers are current,
+    then on every change."""
+    await after.wait()
     tasks = [asyncio.create_task(inf.run()) for inf in proxy.informers()]
     try:
         for inf in proxy.informers():

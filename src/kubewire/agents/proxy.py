@@ -28,7 +28,7 @@ from kubewire.store.informer import Handlers, Informer
 
 log = logging.getLogger("kubewire.proxy")
 SYNC_PERIOD = 30.0  # kube-proxy's --sync-period
-MIN_SYNC_PERIOD = 0.0  # changes arriving during a sync are coalesced into the next one anyway
+MIN_SYNC_PERIOD = 0.1  # bursts (a rollout's readiness flips) coalesce into one sync every 100 ms at most
 
 
 @dataclass

@@ -89,6 +89,7 @@ class Kubelet:
         self.services = Informer(client, SERVICE)
         self.pods.add_indexer("uid", lambda o: [str((o.get("metadata") or {}).get("uid", ""))])
         self.workers: dict[str, PodWorker] = {}
+        self.ready = asyncio.Event()  # set once registered and running pods (other agents wait on it)
         self.spawner = spawner or Spawner(config.state_dir)
         self.host_ips = [a for a in config.addresses if _family(a) in network.families]
         self.host_resolv_conf = _read("/etc/resolv.conf")
@@ -458,6 +459,7 @@ class Kubelet:
         self._adopt_orphans()
         self._tasks.append(warming)
         (self.config.node_dir / "ready").write_text(f"{os.getpid()}\n")
+        self.ready.set()
         log.info("node %s ready (pod CIDRs %s)", self.config.name, ", ".join(self._pod_cidrs))
         await stop.wait()
         await self.shutdown()
