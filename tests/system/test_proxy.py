@@ -240,3 +240,41 @@ def test_load_balancer_ingress_ip_and_external_ips_from_a_pod(px: Cluster, ns: s
             wait_for(f"the service on {ip}", lambda ip=ip: fetch(px, "curler", f"http://{ip}/hostname", ns).stdout)
             == "lb-0"
         )
+
+
+def test_health_check_node_port_answers_as_kube_proxy(px: Cluster, ns: str) -> None:
+    a, b = nodes(px)
+    backends(px, ns, "hc", [a])
+    svc = service(px, ns, "hc", "hc", type="LoadBalancer", externalTrafficPolicy="Local")
+    ready_endpoints(px, ns, "hc", 1)
+    hc = svc["spec"]["healthCheckNodePort"]
+    addr = {n["metadata"]["name"]: n["status"]["addresses"][0]["address"] for n in get(px, "nodes")["items"]}
+
+    def probe(node: str) -> tuple[int, dict[str, Any]] | None:
+        script = f'curl -s -o /tmp/hc-body -w "%{{http_code}}" http://{addr[node]}:{hc}/ && cat /tmp/hc-body'
+        done = subprocess.run(
+            [*rt_cmd(px), "exec", f"node/{a}", "--", "sh", "-c", f"{script}"],
+            env=px.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if done.returncode != 0 or len(done.stdout) < 3:
+            return None
+        return int(done.stdout[:3]), json.loads(done.stdout[3:])
+
+    code, body = wait_for("the health check on the endpoint's node", lambda: probe(a))
+    assert code == 200 and body["localEndpoints"] == 1 and body["service"] == {"namespace": ns, "name": "hc"}
+    code, body = wait_for("the health check on the other node", lambda: probe(b))
+    assert code == 503 and body["localEndpoints"] == 0
+
+
+def test_metrics_and_healthz(px: Cluster) -> None:
+    a, _ = nodes(px)
+    addr = get(px, "node", a)["status"]["addresses"][0]["address"]
+    metrics = kexec(px, "client", "curl", "-s", f"http://{addr}:10249/metrics")
+    assert "kubeproxy_sync_proxy_rules_duration_seconds_count" in metrics
+    assert "kubeproxy_sync_proxy_rules_last_timestamp_seconds" in metrics
+    assert "kubeproxy_network_programming_duration_seconds_bucket" in metrics
+    healthz = json.loads(kexec(px, "client", "curl", "-s", f"http://{addr}:10256/healthz"))
+    assert {"lastUpdated", "currentTime"} <= set(healthz)

@@ -83,8 +83,10 @@ async def run_proxy(proxy: Proxy, after: asyncio.Event) -> None:
         for inf in proxy.informers():
             await inf.synced.wait()
         proxy.start_watching()
+        await proxy.http.start()
         await proxy.runner.loop()
     finally:
+        await proxy.http.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

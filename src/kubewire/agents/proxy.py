@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from kubewire.agents.nodeconfig import NodeConfig
+from kubewire.agents.proxyhttp import HealthCheck, ProxyHTTP, ProxyMetrics
 from kubewire.agents.runner import BoundedFrequencyRunner
 from kubewire.api.discovery import ENDPOINT_SLICE
+from kubewire.api.meta import parse_time
 from kubewire.api.netconfig import ClusterNetwork
 from kubewire.api.service import SERVICE
 from kubewire.client import Client
+from kubewire.controllers.slicepacking import ANNOTATION_TRIGGER_TIME
 from kubewire.dataplane.proxy import nft as compiler
+from kubewire.dataplane.proxy.endpoints import categorize
 from kubewire.dataplane.proxy.model import NodeContext, ProxySnapshot, build_snapshot
 from kubewire.host.nft import Nft
 from kubewire.store.informer import Handlers, Informer
@@ -29,17 +33,6 @@ from kubewire.store.informer import Handlers, Informer
 log = logging.getLogger("kubewire.proxy")
 SYNC_PERIOD = 30.0  # kube-proxy's --sync-period
 MIN_SYNC_PERIOD = 0.1  # bursts (a rollout's readiness flips) coalesce into one sync every 100 ms at most
-
-
-@dataclass
-class SyncStats:
-    """What the metrics endpoint reports (upstream names in ``kubewire.agents.proxy.metrics``)."""
-
-    full_syncs: int = 0
-    partial_syncs: int = 0
-    failures: int = 0
-    last_duration: float = 0.0
-    durations: list[float] = field(default_factory=list)
 
 
 class Proxy:
@@ -53,7 +46,9 @@ class Proxy:
         self.services = Informer(client, SERVICE)
         self.slices = Informer(client, ENDPOINT_SLICE)
         self.applied: dict[int, ProxySnapshot] = {}  # what the kernel holds, per family
-        self.stats = SyncStats()
+        self.metrics = ProxyMetrics()
+        self.http = ProxyHTTP(self.metrics)
+        self.triggers: dict[str, str] = {}  # slice key -> last-change-trigger-time already programmed
         self.runner = BoundedFrequencyRunner("proxy", self.sync, MIN_SYNC_PERIOD, SYNC_PERIOD)
         self.node_zone = config.zone
 
@@ -62,13 +57,16 @@ class Proxy:
 
     def start_watching(self) -> None:
         """Every Service or EndpointSlice change asks for a sync (the runner coalesces them)."""
-        handlers = Handlers(
-            on_add=lambda o: self.runner.run(),
-            on_update=lambda o, n: self.runner.run(),
-            on_delete=lambda o: self.runner.run(),
-        )
-        self.services.add_handlers(handlers)
-        self.slices.add_handlers(handlers)
+
+        def counting(attr: str) -> Handlers:
+            def changed(*_: object) -> None:
+                setattr(self.metrics, attr, getattr(self.metrics, attr) + 1)
+                self.runner.run()
+
+            return Handlers(on_add=changed, on_update=changed, on_delete=changed)
+
+        self.services.add_handlers(counting("service_changes"))
+        self.slices.add_handlers(counting("endpoint_changes"))
 
     def snapshot(self, family: int) -> ProxySnapshot:
         addresses = tuple(a for a in self.config.addresses if _version(a) == family)
@@ -78,25 +76,49 @@ class Proxy:
 
     async def sync(self, periodic: bool) -> None:
         start = time.monotonic()
+        checks: dict[int, HealthCheck] = {}
+        full = False
         for family in (4 if f == "IPv4" else 6 for f in self.network.families):
             new = self.snapshot(family)
             old = self.applied.pop(family, None)  # forgotten until applied: a failure forces a full sync
-            full = periodic or old is None
-            script = compiler.full_ruleset(new) if full or old is None else compiler.partial_update(old, new)
+            full = full or periodic or old is None
+            script = compiler.full_ruleset(new) if periodic or old is None else compiler.partial_update(old, new)
             try:
                 if script.strip():
                     await self.nft.apply(script)
             except Exception:
-                self.stats.failures += 1
+                self.metrics.failures += 1
                 raise
             self.applied[family] = new
-            if full:
-                self.stats.full_syncs += 1
-            else:
-                self.stats.partial_syncs += 1
-        self.stats.last_duration = time.monotonic() - start
-        self.stats.durations.append(self.stats.last_duration)
-        del self.stats.durations[:-1000]
+            for sp in new.services:
+                if sp.external_policy_local and sp.health_check_node_port:
+                    local = len(categorize(sp, new.node).local)
+                    known = checks.get(sp.health_check_node_port)
+                    count = max(local, known.local_endpoints) if known else local
+                    checks[sp.health_check_node_port] = HealthCheck(
+                        sp.namespace, sp.name, sp.health_check_node_port, count
+                    )
+        await self.http.update(list(checks.values()))
+        elapsed = time.monotonic() - start
+        self.metrics.sync.observe(elapsed)
+        (self.metrics.full_sync if full else self.metrics.partial_sync).observe(elapsed)
+        self.metrics.last_sync = time.time()
+        self._programming_latency()
+
+    def _programming_latency(self) -> None:
+        """Upstream's network programming latency: from each EndpointSlice's last-change-trigger-time
+        to the sync that put it in the kernel (observed once per trigger)."""
+        now = datetime.now(UTC)
+        for sl in self.slices.list():
+            meta = sl.get("metadata") or {}
+            trigger = (meta.get("annotations") or {}).get(ANNOTATION_TRIGGER_TIME)
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            if not trigger or self.triggers.get(key) == trigger:
+                continue
+            self.triggers[key] = trigger
+            when = parse_time(trigger)
+            if when is not None:
+                self.metrics.programming.observe(max(0.0, (now - when).total_seconds()))
 
 
 def _version(address: str) -> int:
