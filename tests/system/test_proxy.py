@@ -278,3 +278,46 @@ def test_metrics_and_healthz(px: Cluster) -> None:
     assert "kubeproxy_network_programming_duration_seconds_bucket" in metrics
     healthz = json.loads(kexec(px, "client", "curl", "-s", f"http://{addr}:10256/healthz"))
     assert {"lastUpdated", "currentTime"} <= set(healthz)
+
+
+UDP_ASK = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 40123))  # one fixed flow, as a long-lived UDP client keeps
+s.settimeout(1.0)
+s.sendto(b"hostname", (sys.argv[1], 81))
+try:
+    print(s.recv(100).decode())
+except OSError:
+    print("timeout")
+"""
+
+
+def test_udp_flows_follow_endpoint_changes(px: Cluster, ns: str) -> None:
+    a, b = nodes(px)
+    backends(px, ns, "dns", [a, b])
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "dns"},
+        "spec": {
+            "selector": {"app": "dns"},
+            "ports": [{"name": "udp", "port": 81, "targetPort": 8081, "protocol": "UDP"}],
+        },
+    }
+    apply(px, ns, body)
+    ready_endpoints(px, ns, "dns", 2)
+    ip = get(px, "-n", ns, "svc", "dns")["spec"]["clusterIP"]
+    apply(px, ns, pod("curler", "busybox", a, container={"command": ["sleep", "3600"]}))
+    ready_pod(px, ns, "curler")
+
+    def ask() -> str:
+        return kexec(px, "curler", "python3", "-c", UDP_ASK, ip, ns=ns).strip()
+
+    first = wait_for("a UDP answer", lambda: (lambda r: r if r.startswith("dns-") else None)(ask()))
+    px.kubectl("delete", "pod", "-n", ns, first, "--wait=true")
+    other = "dns-1" if first == "dns-0" else "dns-0"
+    # The same flow (same source port) moves to the remaining endpoint at once: its stale conntrack
+    # entry was deleted, so it does not wait for the entry to expire.
+    assert wait_for("the other endpoint", lambda: ask() == other, timeout=15)

@@ -27,6 +27,7 @@ from kubewire.controllers.slicepacking import ANNOTATION_TRIGGER_TIME
 from kubewire.dataplane.proxy import nft as compiler
 from kubewire.dataplane.proxy.endpoints import categorize
 from kubewire.dataplane.proxy.model import NodeContext, ProxySnapshot, build_snapshot
+from kubewire.host.conntrack import Conntrack, ConntrackCli
 from kubewire.host.nft import Nft
 from kubewire.store.informer import Handlers, Informer
 
@@ -38,7 +39,14 @@ MIN_SYNC_PERIOD = 0.1  # bursts (a rollout's readiness flips) coalesce into one 
 class Proxy:
     """One node's Service proxy (nftables mode)."""
 
-    def __init__(self, client: Client, config: NodeConfig, network: ClusterNetwork, nft: Nft) -> None:
+    def __init__(
+        self,
+        client: Client,
+        config: NodeConfig,
+        network: ClusterNetwork,
+        nft: Nft,
+        conntrack: Conntrack | None = None,
+    ) -> None:
         self.client = client
         self.config = config
         self.network = network
@@ -46,6 +54,7 @@ class Proxy:
         self.services = Informer(client, SERVICE)
         self.slices = Informer(client, ENDPOINT_SLICE)
         self.applied: dict[int, ProxySnapshot] = {}  # what the kernel holds, per family
+        self.conntrack = conntrack or ConntrackCli()
         self.metrics = ProxyMetrics()
         self.http = ProxyHTTP(self.metrics)
         self.triggers: dict[str, str] = {}  # slice key -> last-change-trigger-time already programmed
@@ -90,6 +99,8 @@ class Proxy:
                 self.metrics.failures += 1
                 raise
             self.applied[family] = new
+            if old is not None:
+                await self._clear_stale_udp(old, new)
             for sp in new.services:
                 if sp.external_policy_local and sp.health_check_node_port:
                     local = len(categorize(sp, new.node).local)
@@ -104,6 +115,26 @@ class Proxy:
         (self.metrics.full_sync if full else self.metrics.partial_sync).observe(elapsed)
         self.metrics.last_sync = time.time()
         self._programming_latency()
+
+    async def _clear_stale_udp(self, old: ProxySnapshot, new: ProxySnapshot) -> None:
+        """kube-proxy's conntrack clean-up: entries NATed to a UDP endpoint that is gone, and entries
+        of a UDP Service that had no endpoints and now has some (they were being rejected)."""
+        before = old.by_key()
+        for sp in new.services:
+            if sp.protocol != "UDP":
+                continue
+            was = before.get(sp.key)
+            now_eps = {e.ip for e in categorize(sp, new.node).reachable}
+            old_eps = {e.ip for e in categorize(was, old.node).reachable} if was is not None else set()
+            addresses = [*sp.cluster_ips, *sp.external_ips, *sp.load_balancer_ips]
+            try:
+                for ip in addresses:
+                    if was is not None and not old_eps and now_eps:
+                        await self.conntrack.clear_udp(ip, sp.port)
+                    for gone in sorted(old_eps - now_eps):
+                        await self.conntrack.clear_udp(ip, sp.port, gone)
+            except OSError as e:
+                log.warning("conntrack clean-up for %s: %s", sp.key, e)
 
     def _programming_latency(self) -> None:
         """Upstream's network programming latency: from each EndpointSlice's last-change-trigger-time
