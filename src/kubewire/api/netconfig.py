@@ -16,6 +16,7 @@ from typing import Any
 
 IP_FAMILIES = ("ipv4", "ipv6", "dual")
 POD_NETWORKS = ("routed", "vxlan")
+PROXY_MODES = ("nftables", "iptables")
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,15 @@ class ClusterNetwork:
     cluster_dns_v6: str = "fd00:10:96::a"
     cluster_domain: str = "cluster.local"
     pod_network: str = "routed"  # "routed" (a route per peer node, as kindnet) or "vxlan" (an overlay, as flannel)
+    proxy_mode: str = "nftables"  # kube-proxy's --proxy-mode: "nftables" (flat maps) or "iptables" (upstream chains)
 
     def __post_init__(self) -> None:
         if self.ip_family not in IP_FAMILIES:
             raise ValueError(f"ip family must be one of {', '.join(IP_FAMILIES)}, not {self.ip_family!r}")
         for cidr in (self.pod_cidr_v4, self.pod_cidr_v6, self.service_cidr_v4, self.service_cidr_v6):
             ipaddress.ip_network(cidr)  # raises ValueError with the offending text
+        if self.proxy_mode not in PROXY_MODES:
+            raise ValueError(f"proxy mode must be one of {', '.join(PROXY_MODES)}, not {self.proxy_mode!r}")
         if self.pod_network not in POD_NETWORKS:
             raise ValueError(f"pod network must be one of {', '.join(POD_NETWORKS)}, not {self.pod_network!r}")
         low, high = self.node_port_range
@@ -86,6 +90,7 @@ class ClusterNetwork:
             "clusterDNS": {"ipv4": self.cluster_dns_v4, "ipv6": self.cluster_dns_v6},
             "clusterDomain": self.cluster_domain,
             "podNetwork": self.pod_network,
+            "kubeProxyMode": self.proxy_mode,
         }
 
     @classmethod
@@ -112,4 +117,5 @@ class ClusterNetwork:
             cluster_dns_v6=str(dns.get("ipv6") or base.cluster_dns_v6),
             cluster_domain=str(data.get("clusterDomain") or base.cluster_domain),
             pod_network=str(data.get("podNetwork") or base.pod_network),
+            proxy_mode=str(data.get("kubeProxyMode") or base.proxy_mode),
         )

@@ -12,6 +12,7 @@ The file follows kind's ``Cluster`` config where the settings mean the same thin
       podSubnet: 10.244.0.0/16,fd00:10:244::/56
       serviceSubnet: 10.96.0.0/16,fd00:10:96::/112
       podNetwork: routed          # routed | vxlan
+      kubeProxyMode: nftables     # nftables | iptables
 
 Flags win over the file; a cluster that exists keeps the settings it was made with.
 """
@@ -113,6 +114,8 @@ def load_file(path: Path) -> ClusterConfig:
         changes["ip_family"] = str(networking["ipFamily"])
     if "podNetwork" in networking:
         changes["pod_network"] = str(networking["podNetwork"])
+    if "kubeProxyMode" in networking:
+        changes["proxy_mode"] = str(networking["kubeProxyMode"])
     for key, v4, v6 in (
         ("podSubnet", "pod_cidr_v4", "pod_cidr_v6"),
         ("serviceSubnet", "service_cidr_v4", "service_cidr_v6"),
@@ -141,6 +144,8 @@ def from_args(args: argparse.Namespace) -> ClusterConfig:
             net = replace(net, ip_family=args.ip_family)
         if args.pod_network:
             net = replace(net, pod_network=args.pod_network)
+        if getattr(args, "proxy_mode", None):
+            net = replace(net, proxy_mode=args.proxy_mode)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     nodes = args.nodes if args.nodes is not None else cfg.nodes
@@ -168,4 +173,6 @@ def differences(args: argparse.Namespace, settings: dict[str, Any], network: Clu
         kept.append(f"ip family {network.ip_family}")
     if args.pod_network and args.pod_network != network.pod_network:
         kept.append(f"pod network {network.pod_network}")
+    if getattr(args, "proxy_mode", None) and args.proxy_mode != network.proxy_mode:
+        kept.append(f"proxy mode {network.proxy_mode}")
     return ", ".join(kept)

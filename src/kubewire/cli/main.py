@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from kubewire.api.netconfig import IP_FAMILIES, POD_NETWORKS
+from kubewire.api.netconfig import IP_FAMILIES, POD_NETWORKS, PROXY_MODES
 from kubewire.cli import clusterconfig, lifecycle
 from kubewire.cli.state import ClusterState, cluster_state
 from kubewire.errors import StatusError
@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--zones", type=int, default=None, help="spread the nodes over this many zones (default: 1)")
     up.add_argument(
         "--pod-network", choices=POD_NETWORKS, default=None, help="routed between nodes (default) or a VXLAN overlay"
+    )
+    up.add_argument(
+        "--proxy-mode", choices=PROXY_MODES, default=None, help="kube-proxy's mode: nftables (default) or iptables"
     )
     up.add_argument(
         "--node-monitor-grace-period",

@@ -1,0 +1,51 @@
+"""iptables-restore: the :class:`IptablesRestore` seam for kube-proxy's iptables mode.
+
+``iptables-restore --noflush`` (``ip6tables-restore`` for IPv6) applies a whole input atomically
+per table, in the caller's namespace (the node agents live in their node's).  The fake records
+inputs for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+
+class IptablesError(Exception):
+    """iptables-restore refused the input; the message is its own (with the line number)."""
+
+
+class IptablesRestore(Protocol):
+    async def restore(self, family: int, text: str) -> None: ...
+
+    async def save(self, family: int) -> str: ...
+
+
+async def _run(argv: list[str], stdin: bytes = b"") -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate(stdin)
+    if proc.returncode != 0:
+        raise IptablesError(err.decode(errors="replace").strip() or f"{argv[0]} exited {proc.returncode}")
+    return out.decode()
+
+
+class IptablesCli:
+    async def restore(self, family: int, text: str) -> None:
+        tool = "iptables-restore" if family == 4 else "ip6tables-restore"
+        await _run([tool, "--noflush", "-w", "5"], text.encode())
+
+    async def save(self, family: int) -> str:
+        return await _run(["iptables-save" if family == 4 else "ip6tables-save"])
+
+
+class FakeIptables:
+    def __init__(self) -> None:
+        self.inputs: list[tuple[int, str]] = []
+
+    async def restore(self, family: int, text: str) -> None:
+        self.inputs.append((family, text))
+
+    async def save(self, family: int) -> str:
+        return "\n".join(t for f, t in self.inputs if f == family)
