@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +21,10 @@ def namespace_fixture(cluster_fixture: str) -> Any:
     @pytest.fixture
     def ns(request: pytest.FixtureRequest) -> Iterator[str]:
         rt: Cluster = request.getfixturevalue(cluster_fixture)
-        name = request.node.name.replace("_", "-").lower()[:40].strip("-")
+        # A valid, unique namespace per test (parametrized names carry "[…]"; long ones are cut).
+        base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")
+        digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6]
+        name = f"{base[:50].strip('-')}-{digest}"
         rt.kubectl("create", "namespace", name)
         try:
             yield name

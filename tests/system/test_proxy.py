@@ -1,4 +1,4 @@
-"""Services with real traffic through the node agents' kube-proxy (nftables mode).
+"""Services with real traffic through the node agents' kube-proxy, in both modes (nftables, iptables).
 
 One dual-stack cluster of two nodes for the module; agnhost netexec backends answer ``/hostname``
 and ``/clientip``, so each test sees which endpoint it reached and with which source address.
@@ -30,10 +30,16 @@ pytestmark = [
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 
 
-@pytest.fixture(scope="module")
-def px(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@pytest.fixture(scope="module", params=["nftables", "iptables"])
+def px(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The same behaviour tests run against both proxy modes (a cluster each)."""
+    mode = request.param
+    if mode == "iptables" and shutil.which("iptables-restore") is None:
+        pytest.skip("iptables is not installed")
     c = start_cluster(
-        tmp_path_factory.mktemp("px"), f"kwp{os.getpid() % 100000}", ("--nodes", "2", "--ip-family", "dual")
+        tmp_path_factory.mktemp("px"),
+        f"kwp{mode[:3]}{os.getpid() % 100000}",
+        ("--nodes", "2", "--ip-family", "dual", "--proxy-mode", mode),
     )
     try:
         yield c

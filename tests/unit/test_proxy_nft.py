@@ -2,24 +2,30 @@
 
 The golden-ish tests read the generated script for small snapshots.  The properties check, for random
 snapshots, that an element-level partial update applied to a full load equals the full load of the
-new snapshot (through the module's interpreter, which refuses what the kernel refuses), and that the
-compiled table routes each packet as the reference evaluator (``proxy.evaluate``) says.
+new snapshot (through the module's interpreter, which refuses what the kernel refuses), that so does
+every step of a random sequence of snapshots fed to one incremental :class:`Compiled`, and that the
+compiled table routes each packet as the reference evaluator (``proxy.evaluate``) says.  A benchmark
+(``KUBEWIRE_NFT_BENCH=1``) prints the cost of one update at 10,000 services; nothing asserts speed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
+import time
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kubewire.dataplane.proxy import nft as nft_module
 from kubewire.dataplane.proxy.evaluate import Packet, evaluate
 from kubewire.dataplane.proxy.model import Endpoint, NodeContext, ProxySnapshot, ServicePort
 from kubewire.dataplane.proxy.nft import (
     TABLE,
+    Compiled,
     NftScriptError,
     NftState,
     Table,
@@ -272,11 +278,12 @@ def test_first_service_port_claims_a_shared_address() -> None:
     assert [e.ip for e in verdict.endpoints] == ["10.244.1.2"]
 
 
-def _shape(services: int) -> ProxySnapshot:
-    """``services`` service ports cycling through ten shapes (endpoint counts 1–3, every kind of frontend)."""
+def _shape(services: int, endpoints_each: int = 0) -> ProxySnapshot:
+    """``services`` service ports cycling through ten shapes (endpoint counts 1–3, or ``endpoints_each``;
+    every kind of frontend)."""
     out = []
     for i in range(services):
-        n = i % 3 + 1
+        n = endpoints_each or i % 3 + 1
         endpoints = tuple(ep(f"10.{244 + i // 60000}.{i // 250 % 250}.{i % 250 + 1}", 8080 + j) for j in range(n))
         kind = i % 10
         out.append(
@@ -343,6 +350,95 @@ def test_affinity_is_flushed_only_when_an_entry_may_go_stale() -> None:
     )
     assert flush in partial_update(snap(sp("a", endpoints=two, affinity_timeout=60)), snap(sp("a", endpoints=two)))
     assert flush not in partial_update(snap(sp("a", endpoints=two)), snap(sp("a", endpoints=one)))  # fmt: skip
+
+
+def _check(script: str, state: NftState, new: ProxySnapshot, compiled: Compiled) -> NftState:
+    """``script`` (from ``compiled.update(new)``) applied onto ``state``; checks it equals a full load."""
+    after = state_of(script, state)
+    assert after == state_of(full_ruleset(new))
+    assert state_of(compiled.full()) == after
+    return after
+
+
+def test_compiled_update_recompiles_only_the_changed_service_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = _shape(300)
+    compiled = Compiled(base)
+    state = state_of(compiled.full())
+    assert state == state_of(base)
+    seen: list[str] = []
+    real = nft_module.categorize
+
+    def counting(s: ServicePort, node: NodeContext) -> Any:
+        seen.append(s.key)
+        return real(s, node)
+
+    monkeypatch.setattr(nft_module, "categorize", counting)
+    services = list(base.services)
+    services[7] = dataclasses.replace(services[7], endpoints=(ep("10.244.77.7"),))
+    removed = services.pop(20)
+    services.append(sp("zz-new", "10.96.200.1", endpoints=(ep("10.244.77.8"),), node_port=32000))
+    new = snap(*services)
+    script = compiled.update(new)
+    assert sorted(set(seen)) == ["default/s00007", "default/zz-new"]
+    state = _check(script, state, new, compiled)
+    assert f"10.96.0.{21} . tcp . 80" not in state.table().elements["service_ips"], removed
+    # Rebuilt but equal objects are compared, not recompiled; the ``changed`` hint skips even that.
+    seen.clear()
+    rebuilt = snap(*(dataclasses.replace(s) for s in new.services))
+    assert compiled.update(rebuilt) == ""
+    assert seen == []
+    services = [dataclasses.replace(s) for s in rebuilt.services]
+    services[3] = dataclasses.replace(services[3], endpoints=())
+    script = compiled.update(snap(*services), changed={"default/s00003"})
+    assert seen == ["default/s00003"]
+    _check(script, state, snap(*services), compiled)
+
+
+def test_compiled_update_hands_a_shared_frontend_to_the_next_claimant() -> None:
+    a = sp("a", endpoints=(ep("10.244.1.2"),), external_ips=("172.18.255.9",), affinity_timeout=60)
+    b = sp("b", "10.96.0.6", endpoints=(ep("10.244.1.3"),), external_ips=("172.18.255.9",))
+    compiled = Compiled(snap(a, b))
+    state = state_of(compiled.full())
+    owner = []
+    for step in (snap(b), snap(a, b), snap(b, a), snap(b), snap(a, b)):  # removal, addition, reordering
+        script = compiled.update(step)
+        assert "delete table" not in script
+        state = state_of(script, state)
+        assert state == state_of(step)
+        owner.append(state.table().elements["backends_tcp"]["172.18.255.9 . 80 . 0"].split(" . ")[0])
+    assert owner == ["10.244.1.3", "10.244.1.2", "10.244.1.3", "10.244.1.3", "10.244.1.2"]
+
+
+def test_compiled_update_keeps_service_ports_sharing_a_key_apart() -> None:
+    # Malformed but possible input: one key, several ports (same or different protocols).
+    udp = sp("a", port=53, protocol="UDP", endpoints=(ep("10.244.1.2", 53),))
+    tcp = sp("a", port=53, endpoints=(ep("10.244.1.2", 53),))
+    other = sp("a", port=54, endpoints=(ep("10.244.1.3", 54),))
+    compiled = Compiled(snap(udp, tcp, other))
+    state = state_of(compiled.full())
+    for step in (snap(tcp, other), snap(udp, tcp, other, tcp), snap(other), snap(udp, other), snap()):
+        state = _check(compiled.update(step, changed={"default/a"}), state, step, compiled)
+
+
+def test_compiled_update_node_family_and_failure_fallbacks() -> None:
+    one = snap(sp("a", endpoints=(ep("10.244.1.2"),)))
+    compiled = Compiled(one)
+    state = state_of(compiled.full())
+    moved = snap(
+        sp("a", endpoints=(ep("10.244.1.2"),)), node=NodeContext("node-a", "z1", ("172.18.0.3",), NODE.pod_cidrs)
+    )
+    script = compiled.update(moved)  # a node change compares whole tables; the chains stay, so elements only
+    assert "delete table" not in script and f"add element {W} nodeport_ips {{ 172.18.0.3 }}" in script
+    state = state_of(script, state)
+    assert state == state_of(moved)
+    v6 = snap(sp("a", "fd00::5", endpoints=(ep("fd00::9"),)), family=6)
+    assert compiled.update(v6) == full_ruleset(v6)
+    with pytest.raises(ValueError):
+        compiled.update(snap(sp("a", "fd00::6"), sp("b", "fd00::7", external_ips=("not-an-address",)), family=6))
+    with pytest.raises(RuntimeError):
+        compiled.full()  # a failed update leaves nothing to trust
+    assert compiled.update(v6) == full_ruleset(v6)  # and the next update reloads
+    assert compiled.update(v6) == ""
 
 
 def test_interpreter_refuses_what_the_kernel_refuses() -> None:
@@ -465,6 +561,69 @@ def test_partial_update_equals_full_sync(pair: tuple[ProxySnapshot, ProxySnapsho
         assert "delete table" not in partial_update(old, new)
 
 
+@st.composite
+def snapshot_sequences(draw: st.DrawFn) -> tuple[ProxySnapshot, list[tuple[ProxySnapshot, set[str] | None]]]:
+    """A first snapshot, then steps each changing some service ports (same objects kept, equal copies,
+    new endpoints, new values, removals, additions), sometimes the order or the node; with each step an
+    honest ``changed`` hint (plus noise) or none."""
+    family = draw(st.sampled_from([4, 4, 6]))
+    first = draw(snapshots(family))
+    steps: list[tuple[ProxySnapshot, set[str] | None]] = []
+    prev = first
+    for _ in range(draw(st.integers(1, 6))):
+        services = []
+        for s in prev.services:
+            choice = draw(st.sampled_from(["keep", "keep", "copy", "endpoints", "replace", "remove"]))
+            if choice == "keep":
+                services.append(s)
+            elif choice == "copy":
+                services.append(dataclasses.replace(s))
+            elif choice == "endpoints":
+                services.append(dataclasses.replace(s, endpoints=draw(endpoint_lists(family))))
+            elif choice == "replace":
+                services.append(draw(service_port(family, s.name)))
+        free = [n for n in "abcdefghijk" if n not in {s.name for s in services}]
+        fresh = draw(st.lists(st.sampled_from(free), max_size=3, unique=True)) if free else []
+        services += draw(snapshots(family, fresh)).services
+        services.sort(key=lambda s: s.key + "/" + s.protocol)
+        if not draw(st.integers(0, 5)):
+            services = list(draw(st.permutations(services)))  # claims follow the snapshot's order, whatever it is
+        node = prev.node if draw(st.integers(0, 9)) else draw(st.sampled_from(NODES[family]))
+        new = ProxySnapshot(family, node, tuple(services))
+        hint: set[str] | None = None
+        if draw(st.booleans()):
+            before, after = prev.by_key(), new.by_key()
+            hint = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+            hint |= set(draw(st.lists(st.sampled_from([f"default/{n}" for n in "abcdefghijk"]), max_size=2)))
+        steps.append((new, hint))
+        prev = new
+    return first, steps
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(snapshot_sequences())
+def test_compiled_updates_equal_full_syncs_at_every_step(
+    case: tuple[ProxySnapshot, list[tuple[ProxySnapshot, set[str] | None]]],
+) -> None:
+    first, steps = case
+    compiled = Compiled(first)
+    state = state_of(compiled.full())
+    assert state == state_of(first)
+    prev = first
+    family = "ip" if first.family == 4 else "ip6"
+    for new, hint in steps:
+        script = compiled.update(new, hint)
+        before, state = state, state_of(script, state)
+        assert state == state_of(full_ruleset(new)) == state_of(new)
+        if prev.node == new.node:
+            assert "delete table" not in script
+        if "delete table" not in script:  # affinity entries are invisible here: check the flush decision
+            stale = nft_module._affinity_stale(before.table(family), state.table(family))
+            assert ("flush map" in script) == stale
+        prev = new
+    assert state_of(compiled.full()) == state
+
+
 # --- the compiled table against the reference evaluator --------------------------------------------
 
 
@@ -565,3 +724,57 @@ def test_compiled_table_agrees_with_the_reference_evaluator(case: tuple[ProxySna
         assert candidates == {(e.ip, e.port) for e in want.endpoints}, (packet, want.reasons)
         if action == "dnat":
             assert masquerade == want.masquerade, (packet, want.reasons)
+
+
+# --- benchmark (printed, never asserted) ----------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.environ.get("KUBEWIRE_NFT_BENCH") != "1", reason="a benchmark: set KUBEWIRE_NFT_BENCH=1")
+def test_bench_compiled_update_at_10000_services() -> None:
+    def timed(what: str, fn: Any) -> Any:
+        start = time.perf_counter()
+        out = fn()
+        print(f"  {what}: {(time.perf_counter() - start) * 1000:.1f} ms")
+        return out
+
+    def repeated(what: str, compiled: Compiled, steps: list[tuple[ProxySnapshot, set[str] | None]]) -> None:
+        """Each step in turn (they alternate between two states); prints the median and worst time."""
+        times = []
+        for new, changed in steps:
+            start = time.perf_counter()
+            script = compiled.update(new, changed)
+            times.append((time.perf_counter() - start) * 1000)
+            assert "delete table" not in script and 0 < script.count("\n") < 20
+        times.sort()
+        print(f"  {what}: median {times[len(times) // 2]:.1f} ms, worst {times[-1]:.1f} ms ({len(times)} runs)")
+
+    def with_endpoints(s: ProxySnapshot, i: int, n: int) -> ProxySnapshot:
+        services = list(s.services)
+        services[i] = dataclasses.replace(services[i], endpoints=services[i].endpoints[:n])
+        return snap(*services)
+
+    base = _shape(10_000, endpoints_each=10)
+    print(f"\n10,000 service ports × 10 endpoints ({sum(len(s.endpoints) for s in base.services)} endpoints)")
+    compiled = timed("Compiled(snapshot) (full compile)", lambda: Compiled(base))
+    timed("full() (render the full script)", compiled.full)
+    fewer = with_endpoints(base, 5_000, 9)
+    repeated(
+        "update(): one service's endpoints changed, other ServicePorts the same objects",
+        compiled,
+        [(fewer, None), (base, None)] * 5,
+    )
+    added = snap(*base.services, sp("zz-new", "10.96.250.1", endpoints=(ep("10.244.250.1"),)))
+    repeated("update(): one Service added, then removed", compiled, [(added, None), (base, None)] * 5)
+    rebuilt = [with_endpoints(_shape(10_000, endpoints_each=10), 5_000, n) for n in (9, 10)]
+    key = {base.services[5_000].key}
+    repeated(
+        "update(): every ServicePort rebuilt (equal values, compared deeply), one changed",
+        compiled,
+        [(rebuilt[0], None), (rebuilt[1], None)] * 3,
+    )
+    repeated(
+        "update(changed={that Service}): every ServicePort rebuilt, one changed",
+        compiled,
+        [(rebuilt[0], key), (rebuilt[1], key)] * 3,
+    )
+    timed("partial_update(old, new) (compiles old in full first)", lambda: partial_update(base, fewer))

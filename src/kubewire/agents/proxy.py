@@ -1,11 +1,12 @@
-"""kube-proxy for one node: Services and EndpointSlices in, nftables rules in the node's namespace out.
+"""kube-proxy for one node: Services and EndpointSlices in, kernel rules in the node's namespace out.
 
 Runs inside the node agent process (which lives in the node's namespace, so ``nft`` changes that
 namespace and only it).  Informers feed a change tracker — each event just asks the
 bounded-frequency runner for a sync — and each sync compiles the node's snapshot per address family
 (:mod:`kubewire.dataplane.proxy`) and sends the kernel either the whole table (the first sync,
 every periodic resync, after any failure) or only the element-level difference from what was last
-applied; the compiler guarantees the two agree.  A restart starts with a full sync, which replaces
+applied; the compiler guarantees the two agree.  In ``iptables`` mode (per cluster, for comparison
+and teaching) every sync is upstream's full ``iptables-restore`` of the KUBE-* chains.  A restart starts with a full sync, which replaces
 the table atomically: established connections keep their conntrack entries and carry on.
 """
 
@@ -24,10 +25,12 @@ from kubewire.api.netconfig import ClusterNetwork
 from kubewire.api.service import SERVICE
 from kubewire.client import Client
 from kubewire.controllers.slicepacking import ANNOTATION_TRIGGER_TIME
+from kubewire.dataplane.proxy import iptables as iptables_rules
 from kubewire.dataplane.proxy import nft as compiler
 from kubewire.dataplane.proxy.endpoints import categorize
-from kubewire.dataplane.proxy.model import NodeContext, ProxySnapshot, build_snapshot
+from kubewire.dataplane.proxy.model import NodeContext, ProxySnapshot, SnapshotCache
 from kubewire.host.conntrack import Conntrack, ConntrackCli
+from kubewire.host.iptables import IptablesCli, IptablesRestore
 from kubewire.host.nft import Nft
 from kubewire.store.informer import Handlers, Informer
 
@@ -37,7 +40,7 @@ MIN_SYNC_PERIOD = 0.1  # bursts (a rollout's readiness flips) coalesce into one 
 
 
 class Proxy:
-    """One node's Service proxy (nftables mode)."""
+    """One node's Service proxy (nftables or iptables mode)."""
 
     def __init__(
         self,
@@ -46,6 +49,7 @@ class Proxy:
         network: ClusterNetwork,
         nft: Nft,
         conntrack: Conntrack | None = None,
+        iptables: IptablesRestore | None = None,
     ) -> None:
         self.client = client
         self.config = config
@@ -54,8 +58,12 @@ class Proxy:
         self.services = Informer(client, SERVICE)
         self.slices = Informer(client, ENDPOINT_SLICE)
         self.applied: dict[int, ProxySnapshot] = {}  # what the kernel holds, per family
+        self.compiled: dict[int, compiler.Compiled] = {}  # the nftables state behind it, per family
+        self.caches: dict[int, SnapshotCache] = {}
         self.conntrack = conntrack or ConntrackCli()
-        self.metrics = ProxyMetrics()
+        self.iptables = iptables or IptablesCli()
+        self.mode = network.proxy_mode
+        self.metrics = ProxyMetrics(mode=self.mode)
         self.http = ProxyHTTP(self.metrics)
         self.triggers: dict[str, str] = {}  # slice key -> last-change-trigger-time already programmed
         self.runner = BoundedFrequencyRunner("proxy", self.sync, MIN_SYNC_PERIOD, SYNC_PERIOD)
@@ -77,30 +85,44 @@ class Proxy:
         self.services.add_handlers(counting("service_changes"))
         self.slices.add_handlers(counting("endpoint_changes"))
 
-    def snapshot(self, family: int) -> ProxySnapshot:
+    def snapshot(self, family: int) -> tuple[ProxySnapshot, set[str]]:
+        """This node's snapshot for ``family`` and the Services that changed since the last one."""
         addresses = tuple(a for a in self.config.addresses if _version(a) == family)
         pods = tuple(c for c in self.network.pod_cidrs if _version(c.split("/")[0]) == family)
         node = NodeContext(self.config.name, self.node_zone, addresses, pods)
-        return build_snapshot(self.services.list(), self.slices.list(), node, family)
+        cache = self.caches.setdefault(family, SnapshotCache(family))
+        return cache.build(self.services.list(), self.slices.list(), node)
 
     async def sync(self, periodic: bool) -> None:
         start = time.monotonic()
         checks: dict[int, HealthCheck] = {}
         full = False
         for family in (4 if f == "IPv4" else 6 for f in self.network.families):
-            new = self.snapshot(family)
+            new, changed = self.snapshot(family)
             old = self.applied.pop(family, None)  # forgotten until applied: a failure forces a full sync
-            full = full or periodic or old is None
-            script = compiler.full_ruleset(new) if periodic or old is None else compiler.partial_update(old, new)
+            compiled = self.compiled.pop(family, None)
+            full = full or periodic or old is None or self.mode == "iptables"
             try:
-                if script.strip():
-                    await self.nft.apply(script)
+                if self.mode == "iptables":
+                    # Upstream's iptables proxier: the whole KUBE-* state in one iptables-restore,
+                    # stale service chains found in what iptables-save shows.
+                    saved = await self.iptables.save(family)
+                    await self.iptables.restore(family, iptables_rules.restore_input(new, saved))
+                else:
+                    if periodic or compiled is None:
+                        compiled = compiler.Compiled(new)
+                        script = compiled.full()
+                    else:  # element-level, in time proportional to what changed
+                        script = compiled.update(new, changed=changed)
+                    if script.strip():
+                        await self.nft.apply(script)
+                    self.compiled[family] = compiled
             except Exception:
                 self.metrics.failures += 1
                 raise
             self.applied[family] = new
             if old is not None:
-                await self._clear_stale_udp(old, new)
+                await self._clear_stale_udp(old, new, changed)
             for sp in new.services:
                 if sp.external_policy_local and sp.health_check_node_port:
                     local = len(categorize(sp, new.node).local)
@@ -116,12 +138,14 @@ class Proxy:
         self.metrics.last_sync = time.time()
         self._programming_latency()
 
-    async def _clear_stale_udp(self, old: ProxySnapshot, new: ProxySnapshot) -> None:
+    async def _clear_stale_udp(self, old: ProxySnapshot, new: ProxySnapshot, changed: set[str]) -> None:
         """kube-proxy's conntrack clean-up: entries NATed to a UDP endpoint that is gone, and entries
         of a UDP Service that had no endpoints and now has some (they were being rejected)."""
+        if not changed:
+            return
         before = old.by_key()
         for sp in new.services:
-            if sp.protocol != "UDP":
+            if sp.protocol != "UDP" or f"{sp.namespace}/{sp.name}" not in changed:
                 continue
             was = before.get(sp.key)
             now_eps = {e.ip for e in categorize(sp, new.node).reachable}

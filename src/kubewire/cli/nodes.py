@@ -117,7 +117,17 @@ def proxy_rules(state: ClusterState, node: str = "") -> str:
     from kubewire.dataplane.proxy.nft import TABLE
     from kubewire.host.nft import NftCli, NftError
 
-    out = [f"# node {config.name} ({config.netns}), kube-proxy mode nftables\n"]
+    mode = state.network().proxy_mode
+    out = [f"# node {config.name} ({config.netns}), kube-proxy mode {mode}\n"]
+    if mode == "iptables":
+        from kubewire.host.iptables import IptablesCli, IptablesError
+
+        for version in (4, 6):
+            try:
+                out.append(asyncio.run(IptablesCli().save(version, config.netns)))
+            except IptablesError as e:
+                out.append(f"# ip{'6' if version == 6 else ''}tables-save: {e}\n")
+        return "".join(out)
     for family in ("ip", "ip6"):
         try:
             out.append(asyncio.run(NftCli().list_table(family, TABLE, config.netns)))

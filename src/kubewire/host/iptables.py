@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from kubewire.host.netlink import NETNS_DIR, NetlinkError, check_owned
+
 
 class IptablesError(Exception):
     """iptables-restore refused the input; the message is its own (with the line number)."""
@@ -18,7 +20,7 @@ class IptablesError(Exception):
 class IptablesRestore(Protocol):
     async def restore(self, family: int, text: str) -> None: ...
 
-    async def save(self, family: int) -> str: ...
+    async def save(self, family: int, netns: str = "") -> str: ...
 
 
 async def _run(argv: list[str], stdin: bytes = b"") -> str:
@@ -36,8 +38,15 @@ class IptablesCli:
         tool = "iptables-restore" if family == 4 else "ip6tables-restore"
         await _run([tool, "--noflush", "-w", "5"], text.encode())
 
-    async def save(self, family: int) -> str:
-        return await _run(["iptables-save" if family == 4 else "ip6tables-save"])
+    async def save(self, family: int, netns: str = "") -> str:
+        tool = "iptables-save" if family == 4 else "ip6tables-save"
+        if not netns:
+            return await _run([tool])
+        try:
+            check_owned(netns)
+        except NetlinkError as e:
+            raise IptablesError(str(e)) from None
+        return await _run(["nsenter", f"--net={NETNS_DIR / netns}", "--", tool])
 
 
 class FakeIptables:
@@ -47,5 +56,5 @@ class FakeIptables:
     async def restore(self, family: int, text: str) -> None:
         self.inputs.append((family, text))
 
-    async def save(self, family: int) -> str:
+    async def save(self, family: int, netns: str = "") -> str:
         return "\n".join(t for f, t in self.inputs if f == family)

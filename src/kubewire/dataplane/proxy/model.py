@@ -202,3 +202,46 @@ def build_snapshot(services: Iterable[Obj], slices: Iterable[Obj], node: NodeCon
         ports.extend(service_ports(svc, by_service.get(key, []), family))
     ports.sort(key=lambda s: s.key + "/" + s.protocol)
     return ProxySnapshot(family, node, tuple(ports))
+
+
+def _rv(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or id(obj))
+
+
+class SnapshotCache:
+    """Builds successive snapshots for one family, reusing the ServicePorts of every Service whose
+    object and EndpointSlices did not change (by resourceVersion): a sync at 10,000 Services then
+    costs a pass of cheap comparisons, not 10,000 rebuilds, and the compiler is told which changed."""
+
+    def __init__(self, family: int) -> None:
+        self.family = family
+        self._cache: dict[tuple[str, str], tuple[tuple[str, ...], list[ServicePort]]] = {}
+
+    def build(
+        self, services: Iterable[Obj], slices: Iterable[Obj], node: NodeContext
+    ) -> tuple[ProxySnapshot, set[str]]:
+        """The snapshot, and the ``namespace/name`` of every Service whose ports were rebuilt or dropped."""
+        by_service: dict[tuple[str, str], list[Obj]] = {}
+        for sl in slices:
+            meta = sl.get("metadata") or {}
+            owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+            if owner:
+                by_service.setdefault((str(meta.get("namespace", "")), str(owner)), []).append(sl)
+        changed: set[str] = set()
+        fresh: dict[tuple[str, str], tuple[tuple[str, ...], list[ServicePort]]] = {}
+        for svc in services:
+            meta = svc.get("metadata") or {}
+            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            own = by_service.get(key, [])
+            signature = (_rv(svc), *sorted(_rv(s) for s in own))
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] == signature:
+                fresh[key] = cached
+                continue
+            fresh[key] = (signature, service_ports(svc, own, self.family))
+            changed.add(f"{key[0]}/{key[1]}")
+        changed.update(f"{ns}/{name}" for ns, name in self._cache.keys() - fresh.keys())
+        self._cache = fresh
+        ports = [sp for _, sps in fresh.values() for sp in sps]
+        ports.sort(key=lambda s: s.key + "/" + s.protocol)
+        return ProxySnapshot(self.family, node, tuple(ports)), changed
