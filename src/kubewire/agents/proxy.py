@@ -109,9 +109,13 @@ class Proxy:
                     saved = await self.iptables.save(family)
                     await self.iptables.restore(family, iptables_rules.restore_input(new, saved))
                 else:
-                    if periodic or compiled is None:
+                    if compiled is None:  # start, or after a failure: replace the table outright
                         compiled = compiler.Compiled(new)
                         script = compiled.full()
+                    elif periodic:  # repair drift, but keep session affinity entries
+                        fresh = compiler.Compiled(new)
+                        script = compiler.resync_ruleset(compiled, fresh)
+                        compiled = fresh
                     else:  # element-level, in time proportional to what changed
                         script = compiled.update(new, changed=changed)
                     if script.strip():

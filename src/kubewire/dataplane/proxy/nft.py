@@ -415,6 +415,32 @@ def _render_full(family: str, table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _render_resync(family: str, old: Table, new: Table) -> str:
+    """The periodic full resync that keeps session affinity: instead of replacing the table, flush
+    every chain and every set but the dynamic ``affinity`` map (flushed too when an entry may point at
+    an endpoint that is gone), then load the whole state again.  ``old`` must be what the kernel holds
+    (the last applied state); chains it has that ``new`` does not are deleted."""
+    where = f"{family} {TABLE}"
+    lines = [f"# kubewire proxy: periodic resync of table {where} (session affinity kept)"]
+    lines += [f"add table {where}", f"flush table {where}"]
+    lines += [f"add {kind} {where} {name} {{ {decl} }}" for name, (kind, decl) in new.sets.items()]
+    stale = _affinity_stale(old, new)
+    for name, (kind, _decl) in new.sets.items():
+        if name != "affinity" or stale:
+            lines.append(f"flush {kind} {where} {name}")
+    lines += _chain_lines(where, new, new.chains)
+    lines += [f"delete chain {where} {name}" for name in old.chains if name not in new.chains]
+    for name, elements in new.elements.items():
+        if elements and name != "affinity":
+            lines += _element_lines("add", where, new, name, elements, True)
+    return "\n".join(lines) + "\n"
+
+
+def resync_ruleset(old: Compiled, new: Compiled) -> str:
+    """:func:`_render_resync` between two compiled states of one family."""
+    return _render_resync(new._f.nft, old.table(), new.table())
+
+
 def _render_partial(where: str, lines: list[str]) -> str:
     if not lines:
         return ""
@@ -977,6 +1003,7 @@ _RE_DELCHAIN = re.compile(r"^delete chain (\S+) (\S+) (\S+)$")
 _RE_RULE = re.compile(r"^add rule (\S+) (\S+) (\S+) (.+)$")
 _RE_ELEMENT = re.compile(r"^(add|delete) element (\S+) (\S+) (\S+) \{ (.*) \}$")
 _RE_FLUSH = re.compile(r"^flush (set|map) (\S+) (\S+) (\S+)$")
+_RE_FLUSH_TABLE = re.compile(r"^flush table (\S+) (\S+)$")
 _RE_TARGET = re.compile(r"\b(?:goto|jump) (\S+)")
 _RE_SETREF = re.compile(r"@(\w+)")
 
@@ -1068,6 +1095,10 @@ def _apply_line(state: NftState, line: str, n: int) -> None:
             if key in elements and elements[key] != value:
                 raise NftScriptError(f"{where}: element {key!r} exists in {name} with another value")
             elements[key] = value
+    elif m := _RE_FLUSH_TABLE.match(line):
+        t = table_of(*m.groups())
+        for chain in t.rules:  # the kernel empties every chain and leaves sets and maps alone
+            t.rules[chain] = []
     elif m := _RE_FLUSH.match(line):
         _kind, family, tname, name = m.groups()
         t = table_of(family, tname)
