@@ -11,6 +11,7 @@ import collections
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -327,3 +328,48 @@ def test_udp_flows_follow_endpoint_changes(px: Cluster, ns: str) -> None:
     # The same flow (same source port) moves to the remaining endpoint at once: its stale conntrack
     # entry was deleted, so it does not wait for the entry to expire.
     assert wait_for("the other endpoint", lambda: ask() == other, timeout=15)
+
+
+HOLD = """
+import socket, sys, os, time
+s = socket.create_connection((sys.argv[1], 80), timeout=5)
+print("connected", flush=True)
+deadline = time.monotonic() + 60
+while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+s.sendall(b"GET /hostname HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+print(s.recv(4096).decode().rsplit("\\r\\n", 1)[-1], flush=True)
+"""
+
+
+def test_restarted_proxy_keeps_established_connections(px: Cluster, ns: str, tmp_path: Any) -> None:
+    a, _ = nodes(px)
+    backends(px, ns, "keep", [a])
+    svc = service(px, ns, "keep", "keep")
+    ready_endpoints(px, ns, "keep", 1)
+    apply(px, ns, pod("curler", "busybox", a, container={"command": ["sleep", "3600"]}))
+    ready_pod(px, ns, "curler")
+    url = f"http://{svc['spec']['clusterIP']}/hostname"
+    assert wait_for("the service", lambda: fetch(px, "curler", url, ns).stdout) == "keep-0"
+    go = tmp_path / "go"
+    holder = subprocess.Popen(
+        [*rt_cmd(px), "exec", "-n", ns, "curler", "--", "python3", "-c", HOLD, svc["spec"]["clusterIP"], str(go)],
+        env=px.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "connected"
+        # Kill every node agent (kube-proxy with it) and start them again: the first sync replaces
+        # the whole table, and the established connection must carry on.
+        state = px.state_dir / px.name
+        for d in (state / "nodes").iterdir():
+            os.kill(int((d / "agent.pid").read_text().split()[0]), signal.SIGKILL)
+        assert px.kubewire("up", "--timeout", "30").returncode == 0
+        wait_for("a fresh sync", lambda: fetch(px, "curler", url, ns).stdout == "keep-0")
+        go.write_text("go")
+        assert holder.stdout.readline().strip() == "keep-0"
+    finally:
+        holder.kill()
+        holder.wait()

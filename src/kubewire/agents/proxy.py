@@ -121,6 +121,12 @@ class Proxy:
                     if script.strip():
                         await self.nft.apply(script)
                     self.compiled[family] = compiled
+                    if full or periodic:  # rule counts, as upstream reports them (cheap enough per resync)
+                        table = compiled.table()
+                        self.metrics.elements = {
+                            **self.metrics.elements,
+                            **{f"{name}/ipv{family}": len(els) for name, els in table.elements.items()},
+                        }
             except Exception:
                 self.metrics.failures += 1
                 raise
