@@ -1,0 +1,506 @@
+"""Service proxy benchmark: kubewire's flat nftables layout beside upstream's iptables mode.
+
+For 100, 1,000 and 10,000 Services × 10 endpoints (one ClusterIP port each), in each mode —
+``nftables`` (kubewire's compiler) and upstream's iptables mode under both iptables backends,
+``iptables-nft-restore`` (Debian's default ``iptables-restore``) and ``iptables-legacy-restore``:
+
+- full sync: compile time (``nft.Compiled(snapshot).full()`` / ``iptables.restore_input(snapshot,
+  saved)``) and kernel apply time (``nft -f -`` / ``iptables-restore --noflush``), separately;
+- one-Service change (one Service's 10 endpoints replaced): nftables compiles an element delta with
+  ``Compiled.update(new, changed={"ns/name"})`` and applies it with ``nft -f -``; iptables does what
+  upstream's full sync does: ``iptables-save``, a full ``restore_input`` and ``iptables-restore``
+  (the compiler has no partial sync); the median of ``--changes`` changes, fewer once they took
+  ``--change-budget`` seconds.  Every ``nft -f`` / ``iptables-restore`` is bounded by
+  ``--apply-timeout`` (iptables-nft needs ~6 s for 1,000 Services here and grows faster than
+  linearly, so at 10,000 it is cut off and reported as ``>60``);
+- memory: the RSS growth of the process holding the compiled state (the ``Compiled`` object; the
+  restore text), rough, and the kernel side as text: ``nft list table`` / ``iptables-save`` bytes;
+- first-packet latency: ``socket.connect`` times (SYN to SYN-ACK) of ``--conns`` fresh TCP
+  connections from a client namespace to the ClusterIP:80 of one real Service, whose 10 endpoints
+  are 10 listening ports of one asyncio process in a pod namespace, DNATed by the node namespace;
+  beside it the same straight to one endpoint through the same node, and, before any rule is
+  loaded, that direct path through the empty node (the floor).
+
+Topology, per mode and size, all fresh and always deleted (``kw-bench-px-<pid>-…``)::
+
+    client 172.19.0.2/24 ──veth── 172.19.0.1 node 10.244.0.1 ──veth── 10.244.0.2/24 pod
+
+The rules live in the node namespace (ip_forward on); compile and apply run in a worker process
+inside it, as a node agent would, so its RSS is clean and its ``nft`` / ``iptables-restore`` act
+on that namespace only.  All other Services' endpoints are unroutable dummy addresses: only the
+rule count matters.  The measured Service sorts last, so its iptables ``KUBE-SERVICES`` rule is
+the last one reached (upstream's order is arbitrary: on average half the scan).  Needs root.
+
+    sudo .venv/bin/python bench/proxy.py [--sizes 100,1000,10000] [--modes nftables,iptables-nft,iptables-legacy]
+        [--conns 500] [--changes 3] [--change-budget 20] [--apply-timeout 60] [--timeout 240]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import ipaddress
+import json
+import os
+import platform
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+PREFIX = f"kw-bench-px-{os.getpid()}"
+NODE_IP, CLIENT_IP, POD_GW, POD_IP = "172.19.0.1", "172.19.0.2", "10.244.0.1", "10.244.0.2"
+POD_CIDR = "10.244.0.0/16"
+PORTS = tuple(range(8080, 8090))  # the measured Service's 10 endpoints: ports of one process
+CLUSTER_IPS = ipaddress.IPv4Address("10.96.0.1")  # Service i gets CLUSTER_IPS + i
+DUMMY_EPS = ipaddress.IPv4Address("10.248.0.0")  # unroutable endpoints of the other Services
+CHANGE_EPS = ipaddress.IPv4Address("10.252.0.0")  # the changed Service's new endpoints
+TARGET = ("zz-bench", "target")  # sorts after every bench/svc-NNNNN
+# mode -> (row label, topology tag, iptables-save, iptables-restore); nftables uses nft.
+MODES = {
+    "nftables": ("nftables", "nft", "", ""),
+    "iptables-nft": ("ipt-nft", "iptn", "iptables-nft-save", "iptables-nft-restore"),
+    "iptables-legacy": ("ipt-legacy", "iptl", "iptables-legacy-save", "iptables-legacy-restore"),
+}
+
+SERVER = """
+import asyncio, sys
+async def main():
+    async def handle(reader, writer):
+        writer.close()
+    servers = [await asyncio.start_server(handle, "0.0.0.0", p, backlog=4096) for p in {ports}]
+    print("ready", flush=True)
+    await asyncio.sleep({lifetime})  # a bound in case nobody kills it
+asyncio.run(main())
+"""
+
+CLIENT = """
+import json, socket, struct, sys, time
+targets, n = json.loads(sys.argv[1]), int(sys.argv[2])
+linger = struct.pack("ii", 1, 0)  # close with RST: no TIME_WAIT piling up
+def once(addr):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    s.settimeout(2)
+    try:
+        t0 = time.perf_counter_ns()
+        s.connect(addr)
+        return time.perf_counter_ns() - t0
+    except OSError:
+        return None
+    finally:
+        s.close()
+for name, addr in targets.items():
+    for _ in range(20):
+        once(tuple(addr))
+out = {name: [] for name in targets}
+errors = {name: 0 for name in targets}
+for _ in range(n):
+    for name, addr in targets.items():
+        t = once(tuple(addr))
+        if t is None:
+            errors[name] += 1
+        else:
+            out[name].append(t)
+print(json.dumps({"ns": out, "errors": errors}))
+"""
+
+
+# --- processes ----------------------------------------------------------------------------------------
+
+
+class Timeout(RuntimeError):
+    pass
+
+
+_in_worker = False  # set in the worker: its children stay in its process group, killed with it
+
+
+def run(argv: list[str], stdin: str = "", timeout: float = 60) -> str:
+    """Run ``argv`` bounded by ``timeout``.  On expiry, or when this process is interrupted, kill what
+    it started: its process group (the orchestrator's children lead their own, so a worker's ``nft``
+    or ``iptables-restore`` goes with it), or the child alone inside the worker."""
+    group = not _in_worker
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=group,
+    )
+
+    def kill() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        proc.communicate()
+
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill()
+        raise Timeout(f"{argv[0]} did not finish in {timeout:.0f} s") from None
+    except BaseException:
+        kill()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:6])}: exit {proc.returncode}: {err.strip()[-2000:]}")
+    return out
+
+
+def timed(argv: list[str], stdin: str = "", timeout: float = 120) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    out = run(argv, stdin, timeout)
+    return time.perf_counter() - t0, out
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# --- snapshots ----------------------------------------------------------------------------------------
+
+
+def snapshot(n: int) -> Any:
+    """n ClusterIP Services × 10 endpoints: n-1 dummies and the measured one (last in key order)."""
+    from kubewire.dataplane.proxy.model import Endpoint, NodeContext, ProxySnapshot, ServicePort
+
+    node = NodeContext(name="bench-node", addresses=(NODE_IP,), pod_cidrs=(POD_CIDR,))
+    ports = [
+        ServicePort(
+            namespace="bench",
+            name=f"svc-{i:05d}",
+            port_name="http",
+            protocol="TCP",
+            port=80,
+            cluster_ips=(str(CLUSTER_IPS + i),),
+            endpoints=tuple(Endpoint(ip=str(DUMMY_EPS + i * 10 + j), port=8080, node="elsewhere") for j in range(10)),
+        )
+        for i in range(n - 1)
+    ]
+    ports.append(
+        ServicePort(
+            namespace=TARGET[0],
+            name=TARGET[1],
+            port_name="http",
+            protocol="TCP",
+            port=80,
+            cluster_ips=(str(CLUSTER_IPS + n - 1),),
+            endpoints=tuple(Endpoint(ip=POD_IP, port=p, node="bench-node") for p in PORTS),
+        )
+    )
+    ports.sort(key=lambda s: s.key + "/" + s.protocol)
+    return ProxySnapshot(4, node, tuple(ports))
+
+
+def changed(snap: Any, round_: int) -> tuple[Any, str]:
+    """``snap`` with the middle Service's endpoints replaced (a new set each round), and its ns/name."""
+    from dataclasses import replace
+
+    from kubewire.dataplane.proxy.model import Endpoint
+
+    services = list(snap.services)
+    i = (len(services) - 1) // 2
+    sp = services[i]
+    eps = tuple(Endpoint(ip=str(CHANGE_EPS + round_ * 10 + j), port=8080, node="elsewhere") for j in range(10))
+    services[i] = replace(sp, endpoints=eps)
+    return replace(snap, services=tuple(services)), f"{sp.namespace}/{sp.name}"
+
+
+# --- the worker: compile and apply, inside the node namespace -----------------------------------------
+
+
+def worker(mode: str, n: int, changes: int, apply_timeout: float, change_budget: float) -> dict[str, Any]:
+    """Full sync, then up to ``changes`` one-Service changes (fewer once they took ``change_budget`` s)."""
+    from kubewire.dataplane.proxy import iptables, nft  # imported before the baseline: not state
+
+    snap = snapshot(n)
+    gc.collect()
+    base = rss_kib()
+    out: dict[str, Any] = {"changes": 0}
+    chg_read: list[float] = []
+    chg_compile: list[float] = []
+    chg_apply: list[float] = []
+    _, _, save, restore = MODES[mode]
+    try:
+        if mode == "nftables":
+            t0 = time.perf_counter()
+            compiled = nft.Compiled(snap)
+            t1 = time.perf_counter()
+            gc.collect()
+            out["state_kib"] = rss_kib() - base
+            t1b = time.perf_counter()
+            script = compiled.full()
+            out["full_compile_s"] = (t1 - t0) + (time.perf_counter() - t1b)
+            out["full_apply_s"], _ = timed(["nft", "-f", "-"], script, apply_timeout)
+            del script
+            spent = 0.0
+            for r in range(changes):
+                new, name = changed(snap, r)
+                t0 = time.perf_counter()
+                delta = compiled.update(new, changed={name})
+                chg_compile.append(time.perf_counter() - t0)
+                chg_apply.append(timed(["nft", "-f", "-"], delta, apply_timeout)[0])
+                snap = new
+                spent += chg_compile[-1] + chg_apply[-1]
+                if spent > change_budget:
+                    break
+            out["kernel_bytes"] = len(run(["nft", "list", "table", "ip", nft.TABLE], timeout=120).encode())
+        else:
+            read, saved = timed([save], timeout=60)
+            t0 = time.perf_counter()
+            text = iptables.restore_input(snap, saved)
+            t1 = time.perf_counter()
+            gc.collect()
+            out["state_kib"] = rss_kib() - base
+            out["full_read_s"] = read
+            out["full_compile_s"] = t1 - t0
+            out["full_apply_s"], _ = timed([restore, "--noflush", "-w", "5"], text, apply_timeout)
+            del text
+            spent = 0.0
+            for r in range(changes):
+                new, _name = changed(snap, r)
+                read, saved = timed([save], timeout=apply_timeout)
+                t0 = time.perf_counter()
+                text = iptables.restore_input(new, saved)
+                chg_compile.append(time.perf_counter() - t0)
+                chg_read.append(read)
+                chg_apply.append(timed([restore, "--noflush", "-w", "5"], text, apply_timeout)[0])
+                snap = new
+                spent += chg_read[-1] + chg_compile[-1] + chg_apply[-1]
+                if spent > change_budget:
+                    break
+            out["kernel_bytes"] = len(run([save], timeout=120).encode())
+    except Timeout as e:
+        out["timeout"] = str(e)
+    out["changes"] = len(chg_apply)
+    out["chg_read_s"] = statistics.median(chg_read) if chg_read else None
+    out["chg_compile_s"] = statistics.median(chg_compile) if chg_compile else None
+    out["chg_apply_s"] = statistics.median(chg_apply) if chg_apply else None
+    return out
+
+
+# --- topology -----------------------------------------------------------------------------------------
+
+
+class Topology:
+    """client, node and pod namespaces joined by veths; deleted by :meth:`close` (only what it made)."""
+
+    def __init__(self, tag: str) -> None:
+        self.node, self.client, self.pod = (f"{PREFIX}-{tag}-{role}" for role in ("node", "client", "pod"))
+        self.made: list[str] = []
+        self.server: subprocess.Popen[str] | None = None
+
+    def open(self, lifetime: float) -> None:
+        for ns in (self.node, self.client, self.pod):
+            run(["ip", "netns", "add", ns], timeout=10)
+            self.made.append(ns)
+            run(["ip", "-n", ns, "link", "set", "lo", "up"], timeout=10)
+        node = ["ip", "-n", self.node]
+        for dev, peer, mine, theirs in (("vc", self.client, NODE_IP, CLIENT_IP), ("vp", self.pod, POD_GW, POD_IP)):
+            run([*node, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", peer], timeout=10)
+            run([*node, "addr", "add", f"{mine}/24", "dev", dev], timeout=10)
+            run([*node, "link", "set", dev, "up"], timeout=10)
+            run(["ip", "-n", peer, "addr", "add", f"{theirs}/24", "dev", "eth0"], timeout=10)
+            run(["ip", "-n", peer, "link", "set", "eth0", "up"], timeout=10)
+            run(["ip", "-n", peer, "route", "add", "default", "via", mine], timeout=10)
+        run(["ip", "netns", "exec", self.node, "sysctl", "-qw", "net.ipv4.ip_forward=1"], timeout=10)
+        code = SERVER.format(ports=list(PORTS), lifetime=int(lifetime))
+        # `ip netns exec` execs the command: the pid is the server's own.
+        self.server = subprocess.Popen(
+            ["ip", "netns", "exec", self.pod, sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.server.stdout is not None
+        ready, _, _ = select.select([self.server.stdout], [], [], 30)
+        if not ready or self.server.stdout.readline().strip() != "ready":
+            raise RuntimeError("the backend process did not start")
+
+    def close(self) -> None:
+        if self.server is not None:
+            if self.server.poll() is None:
+                self.server.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.server.wait(timeout=10)
+            self.server = None
+        for ns in reversed(self.made):
+            with contextlib.suppress(Exception):
+                run(["ip", "netns", "delete", ns], timeout=30)
+        self.made.clear()
+
+    def connect_times(self, targets: dict[str, tuple[str, int]], conns: int) -> dict[str, Any]:
+        argv = ["ip", "netns", "exec", self.client, sys.executable, "-c", CLIENT, json.dumps(targets), str(conns)]
+        result: dict[str, Any] = json.loads(run(argv, timeout=120))
+        return result
+
+
+def percentiles(samples: list[int]) -> tuple[float, float] | None:
+    if not samples:
+        return None
+    s = sorted(samples)
+    p99 = s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
+    return statistics.median(s) / 1000, p99 / 1000
+
+
+def measure(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    topo = Topology(MODES[mode][1])
+    try:
+        topo.open(lifetime=args.timeout)
+        vip = (str(CLUSTER_IPS + n - 1), 80)
+        direct = (POD_IP, PORTS[0])
+        floor = topo.connect_times({"floor": direct}, args.conns)
+        argv = [
+            *("ip", "netns", "exec", topo.node, sys.executable, __file__, "--worker", mode, str(n)),
+            *(str(args.changes), str(args.apply_timeout), str(args.change_budget)),
+        ]
+        r: dict[str, Any] = json.loads(run(argv, timeout=args.timeout))
+        r["floor"], r["floor_errors"] = percentiles(floor["ns"]["floor"]), floor["errors"]["floor"]
+        if "timeout" in r:  # the rules are not (all) in: nothing to measure through them
+            r["vip"] = r["direct"] = None
+            r["vip_errors"] = r["direct_errors"] = 0
+            return r
+        lat = topo.connect_times({"vip": vip, "direct": direct}, args.conns)
+        for name in ("vip", "direct"):
+            r[name], r[f"{name}_errors"] = percentiles(lat["ns"][name]), lat["errors"][name]
+        return r
+    finally:
+        topo.close()
+
+
+# --- output -------------------------------------------------------------------------------------------
+
+
+def fmt(x: float | None, scale: float = 1, spec: str = ".2f") -> str:
+    return "-" if x is None else format(x * scale, spec)
+
+
+def lat(p: tuple[float, float] | None, errors: int) -> str:
+    if p is None:
+        return "-"
+    text = f"{p[0]:.0f}/{p[1]:.0f}"
+    return text + (f" ({errors} err)" if errors else "")
+
+
+def machine() -> Iterator[str]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    yield f"machine: {os.cpu_count()} cores{' (' + model + ')' if model else ''}, Linux {platform.release()}"
+    with contextlib.suppress(Exception):
+        yield f"  {run(['nft', '--version'], timeout=10).strip()}"
+    with contextlib.suppress(Exception):
+        default = run(["iptables-restore", "--version"], timeout=10).strip()
+        yield f"  {default} (the machine's default iptables-restore)"
+    with contextlib.suppress(OSError):
+        load = Path("/proc/loadavg").read_text().split()[:3]
+        yield f"  load average before the run: {' '.join(load)} (other work on the machine skews every figure)"
+
+
+def row(mode: str, n: int, r: dict[str, Any]) -> str:
+    label = MODES[mode][0]
+    how = f"element delta ×{r['changes']}" if mode == "nftables" else f"full resync ×{r['changes']}"
+    apply = fmt(r.get("full_apply_s"))
+    kernel = fmt(r.get("kernel_bytes"), 1 / 1024, ".0f")
+    if "timeout" in r:
+        apply = f">{r['timeout'].split()[-2]}" if r.get("full_apply_s") is None else apply
+        how = "not run" if not r["changes"] else how
+    return (
+        f"{n:>8} {label:<10} | {fmt(r['full_compile_s']):>15} {apply:>8} | {how:<17} "
+        f"{fmt(r['chg_read_s'], 1000, '.1f'):>8} {fmt(r['chg_compile_s'], 1000, '.1f'):>10} "
+        f"{fmt(r['chg_apply_s'], 1000, '.1f'):>9} | {fmt(r['state_kib'], 1 / 1024, '.1f'):>13} "
+        f"{kernel:>10} | {lat(r['vip'], r['vip_errors']):>14} "
+        f"{lat(r['direct'], r['direct_errors']):>14} {lat(r['floor'], r['floor_errors']):>14}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="100,1000,10000")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"any of {', '.join(MODES)}")
+    ap.add_argument("--conns", type=int, default=500, help="fresh TCP connections per latency figure")
+    ap.add_argument("--changes", type=int, default=3, help="one-Service changes per mode and size (median)")
+    ap.add_argument("--change-budget", type=float, default=20, help="no further change once they took this long (s)")
+    ap.add_argument("--apply-timeout", type=float, default=60, help="bound on one nft -f / iptables-restore (s)")
+    ap.add_argument("--timeout", type=float, default=240, help="bound on one mode and size's worker (s)")
+    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    args, _ = ap.parse_known_args()
+    if args.worker:
+        global _in_worker
+        _in_worker = True
+        mode, n, changes, apply_timeout, budget = args.worker
+        print(json.dumps(worker(mode, int(n), int(changes), float(apply_timeout), float(budget))))
+        return
+    if os.geteuid() != 0:
+        print("bench/proxy.py: skipped (network namespaces need root)")
+        return
+    modes = [m for m in args.modes.split(",") if m]
+    if unknown := [m for m in modes if m not in MODES]:
+        raise SystemExit(f"bench/proxy.py: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    tools = {"ip", *(t for m in modes for t in (MODES[m][2:] if m != "nftables" else ("nft",)))}
+    if missing := sorted(t for t in tools if shutil.which(t) is None):
+        print(f"bench/proxy.py: skipped (missing {', '.join(missing)})")
+        return
+    # Make SIGTERM unwind through the `finally` blocks that delete the namespaces.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if min(sizes) < 2:
+        raise SystemExit("bench/proxy.py: each size must be at least 2 (the measured Service and one to change)")
+    print(f"kubewire proxy: {' '.join(['bench/proxy.py', *sys.argv[1:]])}")
+    for line in machine():
+        print(line)
+    print(
+        f"N ClusterIP Services x 10 endpoints; latency: {args.conns} fresh TCP connects per figure, p50/p99 in µs; "
+        f"1-svc change: median of up to {args.changes} (fewer past {args.change_budget:.0f} s)"
+    )
+    head = (
+        f"{'Services':>8} {'mode':<10} | {'full: compile s':>15} {'apply s':>8} | {'1-svc change: how':<17} "
+        f"{'read ms':>8} {'compile ms':>10} {'apply ms':>9} | {'state RSS MiB':>13} {'kernel KiB':>10} | "
+        f"{'ClusterIP µs':>14} {'direct µs':>14} {'empty node µs':>14}"
+    )
+    print(head)
+    print("-" * len(head))
+    for n in sizes:
+        for mode in modes:
+            try:
+                r = measure(mode, n, args)
+            except Exception as e:
+                print(f"{n:>8} {MODES[mode][0]:<10} | failed: {e}", flush=True)
+                continue
+            print(row(mode, n, r), flush=True)
+    print(
+        "full: compile = snapshot -> script text in Python; apply = nft -f - / iptables-restore --noflush into a "
+        "fresh namespace (process start included);\n"
+        "  '>T' = killed after T s, so no change and no latency through it.\n"
+        "1-svc change (one Service's 10 endpoints replaced): nftables applies the element delta of "
+        "Compiled.update(changed={ns/name});\n"
+        "  iptables does upstream's full sync: read = iptables-save, compile = a full restore_input, apply = a full "
+        "iptables-restore.\n"
+        "state RSS: the worker's RSS growth holding the compiled state (Compiled object / restore text), rough; "
+        "kernel: bytes of `nft list table` / iptables-save.\n"
+        "ClusterIP: client -> ClusterIP:80 DNATed by the node to 10 listeners (the Service sorts last); direct: "
+        "client -> one endpoint through\n"
+        "  the same node (iptables scans KUBE-SERVICES for it too); empty node: that direct path before any rule "
+        "(no conntrack, no NAT)."
+    )
+
+
+if __name__ == "__main__":
+    main()
