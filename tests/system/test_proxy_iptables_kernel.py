@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -255,55 +254,3 @@ def test_ipv6_text_loads_with_ip6tables_restore(namespaces: Namespaces) -> None:
         restore_input(snap), packet, node6.addresses
     )
     assert len(evaluate_rules(saved, packet, node6.addresses)) == 2
-
-
-def big_snapshot(services: int, endpoints: int = 10) -> ProxySnapshot:
-    ports = []
-    for i in range(services):
-        eps = []
-        for k in range(endpoints):
-            n = i * endpoints + k
-            eps.append(Endpoint(f"10.{128 + n // 65536}.{n // 256 % 256}.{n % 256}", 8080, node="node-b"))
-        ports.append(
-            ServicePort("bench", f"svc{i}", "http", "TCP", 80, (f"10.96.{i // 256}.{i % 256}",), endpoints=tuple(eps))
-        )
-    return ProxySnapshot(4, NODE, tuple(ports))
-
-
-# iptables-nft loads this layout superlinearly (10,000 services ran past 15 minutes here), so each
-# load is capped; raise the cap to measure it to the end.
-LOAD_CAP = float(os.environ.get("KUBEWIRE_IPTABLES_LOAD_CAP", "180"))
-
-
-def timed_load(tool: str, text: str) -> str:
-    """Seconds ``tool --noflush`` takes to load ``text`` into a fresh namespace, as text."""
-    ns = f"{PREFIX}{TAG}-bench"
-    _delete([ns])
-    try:
-        run("ip", "netns", "add", ns)
-        start = time.monotonic()
-        try:
-            in_ns(ns, tool, "--noflush", stdin=text, timeout=LOAD_CAP)
-        except subprocess.TimeoutExpired:
-            return f"> {LOAD_CAP:.0f} s (gave up)"
-        except AssertionError as e:
-            return f"failed: {str(e)[-120:]}"
-        return f"{time.monotonic() - start:.1f} s"
-    finally:
-        _delete([ns])
-
-
-@pytest.mark.timeout(3 * LOAD_CAP + 300)
-@pytest.mark.parametrize("services", [1000, 10000])
-def test_report_restore_time(services: int, capsys: pytest.CaptureFixture[str]) -> None:
-    start = time.monotonic()
-    text = restore_input(big_snapshot(services))
-    compiled = time.monotonic() - start
-    counts = chain_count(text)
-    tools = [t for t in ("iptables-restore", "iptables-legacy-restore") if shutil.which(t)]
-    times = {run(tool, "--version", check=False).strip() or tool: timed_load(tool, text) for tool in tools}
-    with capsys.disabled():
-        print(
-            f"\n{services} services x 10 endpoints: {text.count(chr(10))} lines, {counts['nat']} nat chains, "
-            f"compiled in {compiled:.1f} s; " + "; ".join(f"{tool}: {t}" for tool, t in times.items())
-        )

@@ -120,9 +120,9 @@ def test_probabilities_are_upstreams_one_over_remaining() -> None:
 # externalTrafficPolicy Local and an externalIP; NodePort; NodePort with an externalIP; LoadBalancer
 # with loadBalancerSourceRanges; ClusterIP without endpoints) on node "test-hostname" (192.168.0.2),
 # cluster CIDR 10.0.0.0/8.  Expected rules per chain, as upstream's test lists them, with kubewire's
-# three deliberate differences applied below: NodePorts answer on the node's address rather than any
-# LOCAL one (so no KUBE-FIREWALL localhost guard), and MASQUERADE carries --random-fully (upstream's
-# fake iptables lacks it; real ones have it).
+# kubewire's deliberate differences applied below: NodePorts answer on the node's address rather than
+# any LOCAL one (so the KUBE-FIREWALL localhost guard is left out, and not listed here), and
+# MASQUERADE carries --random-fully (upstream's fake iptables lacks it; real ones have it).
 UPSTREAM_FILTER = """
 -A KUBE-NODEPORTS -m comment --comment "ns2/svc2:p80 health check node port" -m tcp -p tcp --dport 30000 -j ACCEPT
 -A KUBE-SERVICES -m comment --comment "ns6/svc6:p80 has no endpoints" -m tcp -p tcp -d 172.30.0.46 --dport 80 -j REJECT
