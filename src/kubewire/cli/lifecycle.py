@@ -91,7 +91,7 @@ def up(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={**os.environ, "KUBEWIRE_STATE_DIR": str(state.dir.parent)},
+        env=daemon_env(state),
     )
     log.close()
     state.pid_path.write_text(f"{proc.pid}\n")
@@ -117,6 +117,15 @@ def up(
     if failure is not None:
         raise failure
     raise LifecycleError(f"the control plane of {state.name!r} did not start:\n{reason}")
+
+
+def daemon_env(state: ClusterState) -> dict[str, str]:
+    """The environment of kubewire's own background processes: the caller's, minus kubeconfig
+    settings, with the state directory fixed, and allowed to cache bytecode (a daemon that starts
+    often should not recompile kubewire's sources each time, whatever ``PYTHONDONTWRITEBYTECODE`` says)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECONFIG") and k != "PYTHONDONTWRITEBYTECODE"}
+    env["KUBEWIRE_STATE_DIR"] = str(state.dir.parent)
+    return env
 
 
 def _log_tail(state: ClusterState, lines: int = 15) -> str:

@@ -20,7 +20,7 @@ from kubewire.agents import topology
 from kubewire.agents.kubelet.sandbox import pod_netns
 from kubewire.agents.kubelet.state import pod_dir_name
 from kubewire.api.pod import POD
-from kubewire.cli.lifecycle import LifecycleError, require_running
+from kubewire.cli.lifecycle import LifecycleError, daemon_env, require_running
 from kubewire.cli.state import ClusterState
 from kubewire.client.http import HttpClient
 from kubewire.errors import StatusError
@@ -48,12 +48,6 @@ def cluster_topology(state: ClusterState) -> topology.Topology:
     return topo
 
 
-def _agent_env(state: ClusterState) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECONFIG")}
-    env["KUBEWIRE_STATE_DIR"] = str(state.dir.parent)
-    return env
-
-
 def start_nodes(state: ClusterState) -> None:
     """Build what is missing of the topology and start the node agents (they wait for the API)."""
     topo = cluster_topology(state)
@@ -61,7 +55,7 @@ def start_nodes(state: ClusterState) -> None:
         asyncio.run(topology.build(topo, Iproute()))
     except topology.TopologyError as e:
         raise LifecycleError(str(e)) from None
-    env = _agent_env(state)
+    env = daemon_env(state)
     for node in topo.nodes:
         if not topology.is_stopped(node):
             topology.start_agent(state.name, node, env)
@@ -150,7 +144,7 @@ def node_action(state: ClusterState, name: str, action: str) -> None:
     except NetlinkError as e:
         raise LifecycleError(str(e)) from None
     if action == "start" and topology.agent_pid(topo.node(name)) is None:
-        topology.start_agent(state.name, topo.node(name), _agent_env(state))
+        topology.start_agent(state.name, topo.node(name), daemon_env(state))
 
 
 async def _pod(state: ClusterState, namespace: str, name: str) -> dict[str, object]:
