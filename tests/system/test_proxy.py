@@ -63,6 +63,12 @@ def backends(c: Cluster, ns: str, app: str, placement: list[str]) -> list[dict[s
     return out
 
 
+def curler(c: Cluster, ns: str, node: str = "") -> None:
+    """A pod to run curl and friends from (the machine's commands, in the pod's namespaces)."""
+    apply(c, ns, pod("curler", "busybox", node, container={"command": ["sleep", "3600"]}))
+    ready_pod(c, ns, "curler")
+
+
 def service(c: Cluster, ns: str, name: str, app: str, **spec: Any) -> dict[str, Any]:
     body = {
         "apiVersion": "v1",
@@ -107,8 +113,7 @@ def test_cluster_ip_spreads_over_every_endpoint_across_nodes(px: Cluster, ns: st
     backends(px, ns, "web", [a, b, b])
     svc = service(px, ns, "web", "web")
     ready_endpoints(px, ns, "web", 3)
-    apply(px, ns, pod("curler", "busybox", a, container={"command": ["sleep", "3600"]}))
-    ready_pod(px, ns, "curler")
+    curler(px, ns, a)
     seen = wait_for(
         "all three backends",
         lambda: (lambda h: h if len(h) == 3 else None)(
@@ -137,8 +142,7 @@ def test_node_port_from_the_client_on_every_node(px: Cluster, ns: str) -> None:
 
 def test_service_without_endpoints_refuses_at_once(px: Cluster, ns: str) -> None:
     svc = service(px, ns, "empty", "nothing-matches")
-    apply(px, ns, pod("curler", "busybox", container={"command": ["sleep", "3600"]}))
-    ready_pod(px, ns, "curler")
+    curler(px, ns)
 
     def refused() -> subprocess.CompletedProcess[str] | None:
         done = fetch(px, "curler", f"http://{svc['spec']['clusterIP']}/", ns, timeout=5)
@@ -157,8 +161,7 @@ def test_session_affinity_client_ip_sticks(px: Cluster, ns: str) -> None:
     affinity = {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}
     svc = service(px, ns, "sticky", "sticky", **affinity)
     ready_endpoints(px, ns, "sticky", 3)
-    apply(px, ns, pod("curler", "busybox", a, container={"command": ["sleep", "3600"]}))
-    ready_pod(px, ns, "curler")
+    curler(px, ns, a)
     seen = hits(px, "curler", f"http://{svc['spec']['clusterIP']}/hostname", 20, ns)
     assert len(seen) == 1 and sum(seen.values()) == 20
 
@@ -209,8 +212,7 @@ def test_dual_stack_service_answers_on_ipv6(px: Cluster, ns: str) -> None:
     svc = service(px, ns, "six", "six", ipFamilyPolicy="RequireDualStack")
     ready_endpoints(px, ns, "six", 2)
     v6 = next(ip for ip in svc["spec"]["clusterIPs"] if ":" in ip)
-    apply(px, ns, pod("curler", "busybox", container={"command": ["sleep", "3600"]}))
-    ready_pod(px, ns, "curler")
+    curler(px, ns)
     answer = wait_for("IPv6 ClusterIP", lambda: fetch(px, "curler", f"http://[{v6}]/hostname", ns).stdout)
     assert answer in ("six-0", "six-1")
 
@@ -220,8 +222,7 @@ def test_endpoint_changes_reach_the_rules(px: Cluster, ns: str) -> None:
     backends(px, ns, "moving", [a])
     svc = service(px, ns, "moving", "moving")
     ready_endpoints(px, ns, "moving", 1)
-    apply(px, ns, pod("curler", "busybox", a, container={"command": ["sleep", "3600"]}))
-    ready_pod(px, ns, "curler")
+    curler(px, ns, a)
     url = f"http://{svc['spec']['clusterIP']}/hostname"
     assert wait_for("the first backend", lambda: fetch(px, "curler", url, ns).stdout) == "moving-0"
     px.kubectl("delete", "pod", "-n", ns, "moving-0", "--wait=true")
@@ -240,8 +241,7 @@ def test_load_balancer_ingress_ip_and_external_ips_from_a_pod(px: Cluster, ns: s
     px.kubectl("patch", "svc", "lb", "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps(status))
     ready_endpoints(px, ns, "lb", 1)
     assert svc["spec"]["type"] == "LoadBalancer"
-    apply(px, ns, pod("curler", "busybox", container={"command": ["sleep", "3600"]}))
-    ready_pod(px, ns, "curler")
+    curler(px, ns)
     for ip in ("172.18.255.200", "192.0.2.10"):
         assert (
             wait_for(f"the service on {ip}", lambda ip=ip: fetch(px, "curler", f"http://{ip}/hostname", ns).stdout)
@@ -316,8 +316,7 @@ def test_udp_flows_follow_endpoint_changes(px: Cluster, ns: str) -> None:
     apply(px, ns, body)
     ready_endpoints(px, ns, "dns", 2)
     ip = get(px, "-n", ns, "svc", "dns")["spec"]["clusterIP"]
-    apply(px, ns, pod("curler", "busybox", a, container={"command": ["sleep", "3600"]}))
-    ready_pod(px, ns, "curler")
+    curler(px, ns, a)
 
     def ask() -> str:
         return kexec(px, "curler", "python3", "-c", UDP_ASK, ip, ns=ns).strip()
@@ -347,8 +346,7 @@ def test_restarted_proxy_keeps_established_connections(px: Cluster, ns: str, tmp
     backends(px, ns, "keep", [a])
     svc = service(px, ns, "keep", "keep")
     ready_endpoints(px, ns, "keep", 1)
-    apply(px, ns, pod("curler", "busybox", a, container={"command": ["sleep", "3600"]}))
-    ready_pod(px, ns, "curler")
+    curler(px, ns, a)
     url = f"http://{svc['spec']['clusterIP']}/hostname"
     assert wait_for("the service", lambda: fetch(px, "curler", url, ns).stdout) == "keep-0"
     go = tmp_path / "go"
