@@ -67,7 +67,6 @@ class Proxy:
         self.http = ProxyHTTP(self.metrics)
         self.triggers: dict[str, str] = {}  # slice key -> last-change-trigger-time already programmed
         self.runner = BoundedFrequencyRunner("proxy", self.sync, MIN_SYNC_PERIOD, SYNC_PERIOD)
-        self.node_zone = config.zone
 
     def informers(self) -> list[Informer]:
         return [self.services, self.slices]
@@ -89,7 +88,7 @@ class Proxy:
         """This node's snapshot for ``family`` and the Services that changed since the last one."""
         addresses = tuple(a for a in self.config.addresses if _version(a) == family)
         pods = tuple(c for c in self.network.pod_cidrs if _version(c.split("/")[0]) == family)
-        node = NodeContext(self.config.name, self.node_zone, addresses, pods)
+        node = NodeContext(self.config.name, self.config.zone, addresses, pods)
         cache = self.caches.setdefault(family, SnapshotCache(family))
         return cache.build(self.services.list(), self.slices.list(), node)
 

@@ -7,9 +7,9 @@ inputs for tests.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
+from kubewire.host.command import run_tool
 from kubewire.host.netlink import NETNS_DIR, NetlinkError, check_owned
 
 
@@ -24,13 +24,7 @@ class IptablesRestore(Protocol):
 
 
 async def _run(argv: list[str], stdin: bytes = b"") -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate(stdin)
-    if proc.returncode != 0:
-        raise IptablesError(err.decode(errors="replace").strip() or f"{argv[0]} exited {proc.returncode}")
-    return out.decode()
+    return await run_tool(argv, stdin, IptablesError)
 
 
 class IptablesCli:

@@ -12,7 +12,6 @@ Nothing here ever runs in the host's own namespace: every batch names its namesp
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kubewire.dataplane.podnet import Batch
+from kubewire.host.command import run_tool
 
 NETNS_DIR = Path("/run/netns")
 OWNED_PREFIX = "kw-"
@@ -44,16 +44,7 @@ class Netlink(Protocol):
 
 
 async def _run(argv: list[str], stdin: bytes = b"") -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate(stdin)
-    if proc.returncode != 0:
-        raise NetlinkError(f"{' '.join(argv)}: {err.decode(errors='replace').strip() or f'exit {proc.returncode}'}")
-    return out.decode()
+    return await run_tool(argv, stdin, NetlinkError, prefix=True)
 
 
 def check_owned(netns: str) -> None:

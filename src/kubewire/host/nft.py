@@ -10,9 +10,9 @@ Like the netlink seam it refuses any namespace kubewire does not own.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
+from kubewire.host.command import run_tool
 from kubewire.host.netlink import NETNS_DIR, NetlinkError, check_owned
 
 
@@ -37,13 +37,7 @@ def _argv(netns: str, *args: str) -> list[str]:
 
 
 async def _run(argv: list[str], stdin: bytes = b"") -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate(stdin)
-    if proc.returncode != 0:
-        raise NftError(err.decode(errors="replace").strip() or f"nft exited {proc.returncode}")
-    return out.decode()
+    return await run_tool(argv, stdin, NftError)
 
 
 class NftCli:

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import platform
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -484,8 +486,6 @@ def _family(addr: str) -> str:
 
 
 def _in_pod_range(dest: str, network: ClusterNetwork) -> bool:
-    import ipaddress
-
     try:
         net = ipaddress.ip_network(dest, strict=False)
     except ValueError:
@@ -505,6 +505,4 @@ def _memory() -> str:
 
 
 def _micro_now() -> str:
-    from datetime import UTC, datetime
-
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

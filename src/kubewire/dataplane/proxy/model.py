@@ -187,14 +187,20 @@ def service_ports(service: Obj, slices: Iterable[Obj], family: int) -> list[Serv
     return out
 
 
-def build_snapshot(services: Iterable[Obj], slices: Iterable[Obj], node: NodeContext, family: int) -> ProxySnapshot:
-    """The snapshot for ``node`` and ``family`` from every Service and EndpointSlice."""
+def slices_by_service(slices: Iterable[Obj]) -> dict[tuple[str, str], list[Obj]]:
+    """EndpointSlices grouped by the (namespace, name) of the Service their label names."""
     by_service: dict[tuple[str, str], list[Obj]] = {}
     for sl in slices:
         meta = sl.get("metadata") or {}
         owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
         if owner:
             by_service.setdefault((str(meta.get("namespace", "")), str(owner)), []).append(sl)
+    return by_service
+
+
+def build_snapshot(services: Iterable[Obj], slices: Iterable[Obj], node: NodeContext, family: int) -> ProxySnapshot:
+    """The snapshot for ``node`` and ``family`` from every Service and EndpointSlice."""
+    by_service = slices_by_service(slices)
     ports: list[ServicePort] = []
     for svc in services:
         meta = svc.get("metadata") or {}
@@ -221,12 +227,7 @@ class SnapshotCache:
         self, services: Iterable[Obj], slices: Iterable[Obj], node: NodeContext
     ) -> tuple[ProxySnapshot, set[str]]:
         """The snapshot, and the ``namespace/name`` of every Service whose ports were rebuilt or dropped."""
-        by_service: dict[tuple[str, str], list[Obj]] = {}
-        for sl in slices:
-            meta = sl.get("metadata") or {}
-            owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-            if owner:
-                by_service.setdefault((str(meta.get("namespace", "")), str(owner)), []).append(sl)
+        by_service = slices_by_service(slices)
         changed: set[str] = set()
         fresh: dict[tuple[str, str], tuple[tuple[str, ...], list[ServicePort]]] = {}
         for svc in services:
