@@ -5,9 +5,12 @@ For 100, 1,000 and 10,000 Services × 10 endpoints (one ClusterIP port each), in
 ``iptables-nft-restore`` (Debian's default ``iptables-restore``) and ``iptables-legacy-restore``:
 
 - full sync: compile time (``nft.Compiled(snapshot).full()`` / ``iptables.restore_input(snapshot,
-  saved)``) and kernel apply time (``nft -f -`` / ``iptables-restore --noflush``), separately;
+  saved)``) and kernel apply time (libnftables resident in the process, as the node agent applies
+  it / ``iptables-restore --noflush``), separately;
 - one-Service change (one Service's 10 endpoints replaced): nftables compiles an element delta with
-  ``Compiled.update(new, changed={"ns/name"})`` and applies it with ``nft -f -``; iptables does what
+  ``Compiled.update(new, changed={"ns/name"})`` and applies it through the resident libnftables;
+  each change is followed by one more applied with a new ``nft -f -`` process, for comparison (the
+  agent's fallback when the library does not load); iptables does what
   upstream's full sync does: ``iptables-save``, a full ``restore_input`` and ``iptables-restore``
   (the compiler has no partial sync); the median of ``--changes`` changes, fewer once they took
   ``--change-budget`` seconds.  Every ``nft -f`` / ``iptables-restore`` is bounded by
@@ -234,9 +237,24 @@ def worker(mode: str, n: int, changes: int, apply_timeout: float, change_budget:
     chg_read: list[float] = []
     chg_compile: list[float] = []
     chg_apply: list[float] = []
+    chg_cli: list[float] = []  # nftables: the same kind of change through `nft -f -`
     _, _, save, restore = MODES[mode]
     try:
         if mode == "nftables":
+            # As the node agent does: libnftables resident in this process (host.nft.LibNft), in this
+            # namespace; each change is also applied once more with `nft -f -` (a process per change).
+            import asyncio
+
+            from kubewire.host.nft import LibNft
+
+            loop = asyncio.new_event_loop()
+            lib = LibNft()
+
+            def apply(script: str) -> float:
+                t = time.perf_counter()
+                loop.run_until_complete(lib.apply(script))
+                return time.perf_counter() - t
+
             t0 = time.perf_counter()
             compiled = nft.Compiled(snap)
             t1 = time.perf_counter()
@@ -245,20 +263,24 @@ def worker(mode: str, n: int, changes: int, apply_timeout: float, change_budget:
             t1b = time.perf_counter()
             script = compiled.full()
             out["full_compile_s"] = (t1 - t0) + (time.perf_counter() - t1b)
-            out["full_apply_s"], _ = timed(["nft", "-f", "-"], script, apply_timeout)
+            out["full_apply_s"] = apply(script)
             del script
             spent = 0.0
             for r in range(changes):
-                new, name = changed(snap, r)
+                new, name = changed(snap, 2 * r)
                 t0 = time.perf_counter()
                 delta = compiled.update(new, changed={name})
                 chg_compile.append(time.perf_counter() - t0)
-                chg_apply.append(timed(["nft", "-f", "-"], delta, apply_timeout)[0])
+                chg_apply.append(apply(delta))
+                snap, (new, name) = new, changed(new, 2 * r + 1)
+                chg_cli.append(timed(["nft", "-f", "-"], compiled.update(new, changed={name}), apply_timeout)[0])
                 snap = new
-                spent += chg_compile[-1] + chg_apply[-1]
+                spent += chg_compile[-1] + chg_apply[-1] + chg_cli[-1]
                 if spent > change_budget:
                     break
-            out["kernel_bytes"] = len(run(["nft", "list", "table", "ip", nft.TABLE], timeout=120).encode())
+            out["kernel_bytes"] = len(loop.run_until_complete(lib.list_table("ip", nft.TABLE)).encode())
+            lib.close()
+            loop.close()
         else:
             read, saved = timed([save], timeout=60)
             t0 = time.perf_counter()
@@ -290,7 +312,106 @@ def worker(mode: str, n: int, changes: int, apply_timeout: float, change_budget:
     out["chg_read_s"] = statistics.median(chg_read) if chg_read else None
     out["chg_compile_s"] = statistics.median(chg_compile) if chg_compile else None
     out["chg_apply_s"] = statistics.median(chg_apply) if chg_apply else None
+    out["chg_cli_s"] = statistics.median(chg_cli) if chg_cli else None
     return out
+
+
+# --- the node agent's own sync, over informers -------------------------------------------------------
+
+
+def agent_worker(n: int, changes: int) -> dict[str, Any]:
+    """``agents.proxy.Proxy.sync`` end to end, as the ``kubeproxy_sync_proxy_rules_duration_seconds``
+    metric sees it: n Services with one 10-endpoint EndpointSlice each in an in-process API
+    (Store + LocalClient, ClusterIPs from the real allocator), the Proxy's informers, the snapshot
+    cache, the compiler, libnftables in this (node) namespace, health checks and the programming
+    latency scan.  First the full sync, then ``changes`` syncs after one EndpointSlice update each."""
+    import asyncio
+    import tempfile
+
+    from kubewire.agents.nodeconfig import NodeConfig
+    from kubewire.agents.proxy import Proxy
+    from kubewire.api.core import NAMESPACE
+    from kubewire.api.discovery import ENDPOINT_SLICE
+    from kubewire.api.netconfig import ClusterNetwork
+    from kubewire.api.registry import default_registry
+    from kubewire.api.service import SERVICE
+    from kubewire.client.local import LocalClient
+    from kubewire.host.conntrack import FakeConntrack
+    from kubewire.host.nft import LibNft
+    from kubewire.store.allocators import Allocators
+    from kubewire.store.store import Store
+
+    def slice_of(i: int, base: ipaddress.IPv4Address) -> dict[str, Any]:
+        return {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"svc-{i:05d}-x",
+                "namespace": "bench",
+                "labels": {"kubernetes.io/service-name": f"svc-{i:05d}"},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [
+                {"addresses": [str(base + i * 10 + j)], "conditions": {"ready": True}, "nodeName": "elsewhere"}
+                for j in range(10)
+            ],
+        }
+
+    async def main() -> dict[str, Any]:
+        network = ClusterNetwork()
+        store = Store(default_registry(), None)
+        Allocators(network.service_cidrs, network.node_port_range).install(store)
+        client = LocalClient(store)
+        await client.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})
+        t0 = time.perf_counter()
+        for i in range(n):
+            svc = {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"svc-{i:05d}", "namespace": "bench"},
+                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+            }
+            await client.create(SERVICE, svc)
+            await client.create(ENDPOINT_SLICE, slice_of(i, DUMMY_EPS))
+        out: dict[str, Any] = {"load_s": time.perf_counter() - t0}
+        with tempfile.TemporaryDirectory() as tmp:
+            config = NodeConfig("bench", "bench-node", "", (NODE_IP,), (24,), "", Path(tmp))
+            proxy = Proxy(client, config, network, LibNft(), FakeConntrack())
+            tasks = [asyncio.create_task(inf.run()) for inf in proxy.informers()]
+            for inf in proxy.informers():
+                await inf.synced.wait()
+            proxy.start_watching()
+            t0 = time.perf_counter()
+            await proxy.sync(False)
+            out["full_s"] = time.perf_counter() - t0
+            samples = []
+            for r in range(changes):
+                i = n // 2
+                current = await client.get(ENDPOINT_SLICE, f"svc-{i:05d}-x", "bench")
+                body = slice_of(i, CHANGE_EPS + r * 10 - i * 10)
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                rv = (await client.update(ENDPOINT_SLICE, body))["metadata"]["resourceVersion"]
+                deadline = time.monotonic() + 10
+                while (proxy.slices.get(f"bench/svc-{i:05d}-x") or {}).get("metadata", {}).get("resourceVersion") != rv:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the informer did not see the EndpointSlice update")
+                    await asyncio.sleep(0.001)
+                t0 = time.perf_counter()
+                await proxy.sync(False)
+                samples.append(time.perf_counter() - t0)
+            if changes:  # the last change is in the kernel
+                table = await proxy.nft.list_table("ip", "kubewire-proxy")
+                if str(CHANGE_EPS + (changes - 1) * 10) not in table:
+                    raise RuntimeError("the last EndpointSlice change is not in the kernel's table")
+            out["change_s"] = statistics.median(samples) if samples else None
+            out["changes"] = len(samples)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return out
+
+    return asyncio.run(main())
 
 
 # --- topology -----------------------------------------------------------------------------------------
@@ -385,6 +506,32 @@ def measure(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
 # --- output -------------------------------------------------------------------------------------------
 
 
+def measure_agent(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The agent worker inside a fresh node namespace of its own (always deleted)."""
+    ns = f"{PREFIX}-agent-node"
+    run(["ip", "netns", "add", ns], timeout=10)
+    try:
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            __file__,
+            "--worker",
+            "agent",
+            str(n),
+            str(args.changes),
+            "0",
+            "0",
+        ]
+        result: dict[str, Any] = json.loads(run(argv, timeout=args.timeout))
+        return result
+    finally:
+        with contextlib.suppress(Exception):
+            run(["ip", "netns", "delete", ns], timeout=30)
+
+
 def fmt(x: float | None, scale: float = 1, spec: str = ".2f") -> str:
     return "-" if x is None else format(x * scale, spec)
 
@@ -425,7 +572,7 @@ def row(mode: str, n: int, r: dict[str, Any]) -> str:
     return (
         f"{n:>8} {label:<10} | {fmt(r['full_compile_s']):>15} {apply:>8} | {how:<17} "
         f"{fmt(r['chg_read_s'], 1000, '.1f'):>8} {fmt(r['chg_compile_s'], 1000, '.1f'):>10} "
-        f"{fmt(r['chg_apply_s'], 1000, '.1f'):>9} | {fmt(r['state_kib'], 1 / 1024, '.1f'):>13} "
+        f"{fmt(r['chg_apply_s'], 1000, '.1f'):>9} {fmt(r.get('chg_cli_s'), 1000, '.1f'):>9} | {fmt(r['state_kib'], 1 / 1024, '.1f'):>13} "
         f"{kernel:>10} | {lat(r['vip'], r['vip_errors']):>14} "
         f"{lat(r['direct'], r['direct_errors']):>14} {lat(r['floor'], r['floor_errors']):>14}"
     )
@@ -446,6 +593,9 @@ def main() -> None:
         global _in_worker
         _in_worker = True
         mode, n, changes, apply_timeout, budget = args.worker
+        if mode == "agent":
+            print(json.dumps(agent_worker(int(n), int(changes))))
+            return
         print(json.dumps(worker(mode, int(n), int(changes), float(apply_timeout), float(budget))))
         return
     if os.geteuid() != 0:
@@ -472,7 +622,7 @@ def main() -> None:
     )
     head = (
         f"{'Services':>8} {'mode':<10} | {'full: compile s':>15} {'apply s':>8} | {'1-svc change: how':<17} "
-        f"{'read ms':>8} {'compile ms':>10} {'apply ms':>9} | {'state RSS MiB':>13} {'kernel KiB':>10} | "
+        f"{'read ms':>8} {'compile ms':>10} {'apply ms':>9} {'nft -f ms':>9} | {'state RSS MiB':>13} {'kernel KiB':>10} | "
         f"{'ClusterIP µs':>14} {'direct µs':>14} {'empty node µs':>14}"
     )
     print(head)
@@ -485,12 +635,32 @@ def main() -> None:
                 print(f"{n:>8} {MODES[mode][0]:<10} | failed: {e}", flush=True)
                 continue
             print(row(mode, n, r), flush=True)
+    if "nftables" in modes:
+        print(
+            "\nnode agent, nftables mode: Proxy.sync over its informers (the sync-duration metric), N Services x 10 endpoints"
+        )
+        print(f"{'Services':>8} | {'API load s':>10} {'full sync s':>11} {'1-slice change sync ms':>22}")
+        for n in sizes:
+            try:
+                a = measure_agent(n, args)
+            except Exception as e:
+                print(f"{n:>8} | failed: {e}", flush=True)
+                continue
+            print(
+                f"{n:>8} | {a['load_s']:>10.2f} {a['full_s']:>11.2f} {fmt(a['change_s'], 1000, '.1f'):>22}", flush=True
+            )
+        print(
+            "  API load: creating the Services (ClusterIPs allocated) and EndpointSlices in an in-process API; sync: "
+            "informers -> snapshot -> compile -> libnftables,\n  health checks and the programming-latency scan; "
+            f"change: median of {args.changes} syncs after one EndpointSlice update each.\n"
+        )
     print(
-        "full: compile = snapshot -> script text in Python; apply = nft -f - / iptables-restore --noflush into a "
-        "fresh namespace (process start included);\n"
+        "full: compile = snapshot -> script text in Python; apply = libnftables in the worker (as the node agent) / "
+        "iptables-restore --noflush (process start included) into a fresh namespace;\n"
         "  '>T' = killed after T s, so no change and no latency through it.\n"
         "1-svc change (one Service's 10 endpoints replaced): nftables applies the element delta of "
-        "Compiled.update(changed={ns/name});\n"
+        "Compiled.update(changed={ns/name})\n"
+        "  with resident libnftables (apply ms), and as many more through a new `nft -f -` process each (nft -f ms);\n"
         "  iptables does upstream's full sync: read = iptables-save, compile = a full restore_input, apply = a full "
         "iptables-restore.\n"
         "state RSS: the worker's RSS growth holding the compiled state (Compiled object / restore text), rough; "

@@ -434,7 +434,7 @@ def test_compiled_update_node_family_and_failure_fallbacks() -> None:
     v6 = snap(sp("a", "fd00::5", endpoints=(ep("fd00::9"),)), family=6)
     assert compiled.update(v6) == full_ruleset(v6)
     with pytest.raises(ValueError):
-        compiled.update(snap(sp("a", "fd00::6"), sp("b", "fd00::7", external_ips=("not-an-address",)), family=6))
+        compiled.update(snap(sp("a", "fd00::6"), sp("b", "fd00::7", external_ips=("fd00::zz",)), family=6))
     with pytest.raises(RuntimeError):
         compiled.full()  # a failed update leaves nothing to trust
     assert compiled.update(v6) == full_ruleset(v6)  # and the next update reloads

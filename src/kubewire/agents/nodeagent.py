@@ -22,7 +22,7 @@ from kubewire.api.netconfig import ClusterNetwork
 from kubewire.client.http import HttpClient
 from kubewire.host import process
 from kubewire.host.netlink import Iproute
-from kubewire.host.nft import NftCli
+from kubewire.host.nft import default_nft
 
 log = logging.getLogger("kubewire.nodeagent")
 
@@ -58,7 +58,7 @@ async def run(state_dir: Path, node: str, lease_interval: float = 10.0) -> None:
     network = ClusterNetwork.from_dict(json.loads((state_dir / "network.json").read_text()))
     client = HttpClient.from_socket(state_dir / "apiserver.sock", field_manager="kubelet")
     kubelet = Kubelet(client, config, network, Iproute(), lease_interval=lease_interval)
-    proxy = Proxy(client, config, network, NftCli())
+    proxy = Proxy(client, config, network, default_nft())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -81,7 +81,7 @@ from dataclasses import dataclass, field, replace
 
 from kubewire.dataplane.proxy.endpoints import categorize, uses_cluster_endpoints, uses_local_endpoints
 from kubewire.dataplane.proxy.evaluate import Packet
-from kubewire.dataplane.proxy.model import Endpoint, ProxySnapshot, ServicePort
+from kubewire.dataplane.proxy.model import Endpoint, ProxySnapshot, ServicePort, family_of
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -269,7 +269,7 @@ class _Compiler:
         self.snap = snapshot
         self.saved = saved
         node = snapshot.node
-        self.node_ips = [ipaddress.ip_address(a.strip()) for a in node.addresses if _version(a) == snapshot.family]
+        self.node_ips = [ipaddress.ip_address(a.strip()) for a in node.addresses if family_of(a) == snapshot.family]
         self.pod_cidr = _first_cidr(node.pod_cidrs, snapshot.family)  # upstream: one cluster CIDR per family
         self.large = sum(len(sp.endpoints) for sp in snapshot.services) > LARGE_CLUSTER_ENDPOINTS
         self.filter = _Table(list(FILTER_CHAINS))
@@ -480,10 +480,6 @@ def _first_cidr(cidrs: Iterable[str], version: int) -> str:
         return str(v4[0]) if v4 else ""
     v6 = list(ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv6Network)))
     return str(v6[0]) if v6 else ""
-
-
-def _version(text: str) -> int:
-    return ipaddress.ip_address(text.strip()).version
 
 
 def _addr(text: str) -> str:

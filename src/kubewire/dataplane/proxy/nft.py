@@ -101,7 +101,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from kubewire.dataplane.proxy.endpoints import Selection, categorize
-from kubewire.dataplane.proxy.model import Endpoint, NodeContext, ProxySnapshot, ServicePort
+from kubewire.dataplane.proxy.model import Endpoint, NodeContext, ProxySnapshot, ServicePort, family_of
 
 TABLE = "kubewire-proxy"
 MASQUERADE_MARK = "0x00004000"  # upstream's default --masquerade-bit 14
@@ -591,6 +591,10 @@ class Compiled:
         """The current table contents (a copy)."""
         return self._table().copy()
 
+    def element_counts(self) -> dict[str, int]:
+        """Elements per set or map, without copying them (the rules-count metrics)."""
+        return {name: len(elements) for name, elements in self._el.items()}
+
     def update(self, snapshot: ProxySnapshot, changed: Collection[str] | None = None) -> str:
         """Move to ``snapshot``; the transaction from the previous state's table to its table.
 
@@ -871,13 +875,13 @@ class Compiled:
         if proto is None:
             return _Port(sp, pos, (), {})
         version = self.snapshot.family
-        mine = tuple(_addr(ip) for ip in sp.cluster_ips if ipaddress.ip_address(ip.strip()).version == version)
+        mine = tuple(_addr(ip) for ip in sp.cluster_ips if family_of(ip.strip()) == version)
         frontends: dict[str, str] = {}
         for ip in mine:
             frontends.setdefault(f"{ip} . {proto} . {sp.port}", "cluster")
         for kind, ips in (("external", sp.external_ips), ("lb", sp.load_balancer_ips)):
             for text in ips:
-                if ipaddress.ip_address(text.strip()).version == version:
+                if family_of(text.strip()) == version:
                     frontends.setdefault(f"{_addr(text)} . {proto} . {sp.port}", kind)
         if sp.node_port:
             frontends.setdefault(f"{proto} . {sp.node_port}", "nodeport")
