@@ -1,17 +1,20 @@
 """Services with real traffic through the node agents' kube-proxy, in both modes (nftables, iptables).
 
-One dual-stack cluster of two nodes for the module; agnhost netexec backends answer ``/hostname``
-and ``/clientip``, so each test sees which endpoint it reached and with which source address.
-Needs root, iproute2 and nftables.
+One dual-stack cluster of two nodes, each in its own zone, for the module; agnhost netexec backends
+answer ``/hostname`` and ``/clientip``, so each test sees which endpoint it reached and with which
+source address.  Needs root, iproute2 and nftables.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +32,9 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
 ]
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+NETEXEC = {"args": ["netexec"]}
+LB_IP = "172.18.255.200"  # a LoadBalancer ingress address, as a load balancer controller would assign
+ZONE = "topology.kubernetes.io/zone"
 
 
 @pytest.fixture(scope="module", params=["nftables", "iptables"])
@@ -40,7 +46,7 @@ def px(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest)
     c = start_cluster(
         tmp_path_factory.mktemp("px"),
         f"kwp{mode[:3]}{os.getpid() % 100000}",
-        ("--nodes", "2", "--ip-family", "dual", "--proxy-mode", mode),
+        ("--nodes", "2", "--zones", "2", "--ip-family", "dual", "--proxy-mode", mode),
     )
     try:
         yield c
@@ -51,11 +57,20 @@ def px(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest)
 ns = namespace_fixture("px")
 
 
-def backends(c: Cluster, ns: str, app: str, placement: list[str]) -> list[dict[str, Any]]:
-    """netexec pods labelled ``app``, one per entry of ``placement`` (a node name each), Ready."""
+def backends(
+    c: Cluster,
+    ns: str,
+    app: str,
+    placement: list[str],
+    image: str = AGNHOST,
+    container: dict[str, Any] | None = None,
+    **spec: Any,
+) -> list[dict[str, Any]]:
+    """Pods labelled ``app``, one per entry of ``placement`` (a node name each), Ready: agnhost
+    netexec unless ``image`` and ``container`` say otherwise; ``spec`` goes into each pod's spec."""
     out = []
     for i, node in enumerate(placement):
-        body = pod(f"{app}-{i}", AGNHOST, node, container={"args": ["netexec"]})
+        body = pod(f"{app}-{i}", image, node, container=container or NETEXEC, **spec)
         body["metadata"]["labels"] = {"app": app}
         apply(c, ns, body)
     for i in range(len(placement)):
@@ -63,10 +78,10 @@ def backends(c: Cluster, ns: str, app: str, placement: list[str]) -> list[dict[s
     return out
 
 
-def curler(c: Cluster, ns: str, node: str = "") -> None:
+def curler(c: Cluster, ns: str, node: str = "", name: str = "curler") -> None:
     """A pod to run curl and friends from (the machine's commands, in the pod's namespaces)."""
-    apply(c, ns, pod("curler", "busybox", node, container={"command": ["sleep", "3600"]}))
-    ready_pod(c, ns, "curler")
+    apply(c, ns, pod(name, "busybox", node, container={"command": ["sleep", "3600"]}))
+    ready_pod(c, ns, name)
 
 
 def service(c: Cluster, ns: str, name: str, app: str, **spec: Any) -> dict[str, Any]:
@@ -80,13 +95,23 @@ def service(c: Cluster, ns: str, name: str, app: str, **spec: Any) -> dict[str, 
     return dict(get(c, "-n", ns, "svc", name))
 
 
+def slice_endpoints(c: Cluster, ns: str, svc: str) -> list[dict[str, Any]]:
+    """The endpoints of every EndpointSlice of ``svc``."""
+    slices = get(c, "-n", ns, "endpointslices", "-l", f"kubernetes.io/service-name={svc}")["items"]
+    return [e for s in slices for e in s.get("endpoints") or []]
+
+
 def ready_endpoints(c: Cluster, ns: str, svc: str, n: int) -> None:
     def ok() -> bool:
-        slices = get(c, "-n", ns, "endpointslices", "-l", f"kubernetes.io/service-name={svc}")["items"]
-        eps = [e for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")]
-        return len(eps) >= n
+        return sum(bool((e.get("conditions") or {}).get("ready")) for e in slice_endpoints(c, ns, svc)) >= n
 
     wait_for(f"{n} ready endpoints of {svc}", ok)
+
+
+def lb_ingress(c: Cluster, ns: str, svc: str) -> None:
+    """Give a LoadBalancer Service the ingress address ``LB_IP`` (a load balancer controller's job)."""
+    status = {"status": {"loadBalancer": {"ingress": [{"ip": LB_IP, "ipMode": "VIP"}]}}}
+    c.kubectl("patch", "svc", svc, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps(status))
 
 
 def fetch(
@@ -99,6 +124,18 @@ def fetch(
         text=True,
         timeout=timeout + 20,
     )
+
+
+def answer(c: Cluster, target: str, url: str, ns: str = "default") -> str:
+    """The body one fetch gets (empty when it fails)."""
+    return fetch(c, target, url, ns).stdout
+
+
+def dropped(c: Cluster, target: str, url: str, ns: str, timeout: float = 2) -> bool:
+    """Whether a fetch times out (curl 28), as a dropped connection does; an answer fails the test."""
+    done = fetch(c, target, url, ns, timeout=timeout)
+    assert done.returncode != 0, f"{target} got an answer from {url}: {done.stdout}"
+    return done.returncode == 28
 
 
 def hits(c: Cluster, target: str, url: str, count: int, ns: str = "default") -> collections.Counter[str]:
@@ -133,11 +170,8 @@ def test_node_port_from_the_client_on_every_node(px: Cluster, ns: str) -> None:
     port = svc["spec"]["ports"][0]["nodePort"]
     for node in get(px, "nodes")["items"]:
         address = next(x["address"] for x in node["status"]["addresses"] if x["type"] == "InternalIP")
-        answer = wait_for(
-            f"NodePort on {address}",
-            lambda address=address: fetch(px, "client", f"http://{address}:{port}/hostname").stdout,
-        )
-        assert answer == "np-0"
+        url = f"http://{address}:{port}/hostname"
+        assert wait_for(f"NodePort on {address}", functools.partial(answer, px, "client", url)) == "np-0"
 
 
 def test_service_without_endpoints_refuses_at_once(px: Cluster, ns: str) -> None:
@@ -164,6 +198,39 @@ def test_session_affinity_client_ip_sticks(px: Cluster, ns: str) -> None:
     curler(px, ns, a)
     seen = hits(px, "curler", f"http://{svc['spec']['clusterIP']}/hostname", 20, ns)
     assert len(seen) == 1 and sum(seen.values()) == 20
+
+
+def test_session_affinity_client_ip_expires(px: Cluster, ns: str) -> None:
+    a, b = nodes(px)
+    backends(px, ns, "brief", [a, b, b])
+    timeout, rounds = 2, 12
+    affinity = {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": timeout}}}
+    svc = service(px, ns, "brief", "brief", **affinity)
+    ready_endpoints(px, ns, "brief", 3)
+    curler(px, ns, a)
+    url = f"http://{svc['spec']['clusterIP']}/hostname"
+    wait_for("the service", lambda: fetch(px, "curler", url, ns).stdout)
+    # Rounds of four back-to-back connections, each round on one line; between rounds the client
+    # stays quiet for longer than the timeout, so its affinity entry expires and the next round is a
+    # fresh pick.  Stop at the first round that lands elsewhere than the first one did.
+    script = f"""
+first=
+for round in $(seq {rounds}); do
+    line=
+    for i in 1 2 3 4; do line="$line $(curl -sS -g --max-time 3 {url})"; done
+    echo $line
+    set -- $line
+    first=${{first:-$1}}
+    [ "$1" = "$first" ] || break
+    sleep {timeout + 1}
+done
+"""
+    picks = [line.split() for line in kexec(px, "curler", "sh", "-c", script, ns=ns, timeout=120).splitlines()]
+    # Within the timeout it sticks: every round went to one backend, four times.
+    assert all(len(p) == 4 and len(set(p)) == 1 for p in picks), picks
+    # After expiry another backend is picked: each of the up to 11 later rounds picks afresh among
+    # three, so all of them landing on the first round's backend has probability (1/3)^11 < 6e-6.
+    assert len({p[0] for p in picks}) == 2, picks
 
 
 def test_external_traffic_policy_local_preserves_source_and_uses_local_endpoints(px: Cluster, ns: str) -> None:
@@ -237,16 +304,38 @@ def test_endpoint_changes_reach_the_rules(px: Cluster, ns: str) -> None:
 def test_load_balancer_ingress_ip_and_external_ips_from_a_pod(px: Cluster, ns: str) -> None:
     backends(px, ns, "lb", [nodes(px)[0]])
     svc = service(px, ns, "lb", "lb", type="LoadBalancer", externalIPs=["192.0.2.10"])
-    status = {"status": {"loadBalancer": {"ingress": [{"ip": "172.18.255.200", "ipMode": "VIP"}]}}}
-    px.kubectl("patch", "svc", "lb", "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+    lb_ingress(px, ns, "lb")
     ready_endpoints(px, ns, "lb", 1)
     assert svc["spec"]["type"] == "LoadBalancer"
     curler(px, ns)
-    for ip in ("172.18.255.200", "192.0.2.10"):
-        assert (
-            wait_for(f"the service on {ip}", lambda ip=ip: fetch(px, "curler", f"http://{ip}/hostname", ns).stdout)
-            == "lb-0"
-        )
+    for ip in (LB_IP, "192.0.2.10"):
+        url = f"http://{ip}/hostname"
+        assert wait_for(f"the service on {ip}", functools.partial(answer, px, "curler", url, ns)) == "lb-0"
+
+
+def test_load_balancer_source_ranges(px: Cluster, ns: str) -> None:
+    """``loadBalancerSourceRanges`` drop other sources before DNAT, and a new list takes effect.
+
+    The source is a pod, not the ``client`` namespace: the client has only its on-link fabric route
+    (172.18.0.1/16), so it ARPs for the LoadBalancer IP, and nothing answers ARP for it (kube-proxy
+    only programs rules; there is no load balancer speaker), so from the client the LB IP fails with
+    curl 7 whatever the ranges say.  A pod's packets are routed by its node, whose rules catch the
+    LB IP, and keep the pod's address (10.244.0.0/16) as their source.  So the ranges first hold
+    the fabric (172.18.0.0/24: the client and the nodes, not the pod: dropped), then the pod CIDR
+    (answered).  ``--max-time 5`` tells the two failures apart: to an LB IP not (yet) programmed the
+    node gives up ARP after about 3 s (curl 7, host unreachable); the firewall's drop is curl 28.
+    """
+    a, b = nodes(px)
+    backends(px, ns, "fw", [a])
+    service(px, ns, "fw", "fw", type="LoadBalancer", loadBalancerSourceRanges=["172.18.0.0/24"])
+    lb_ingress(px, ns, "fw")
+    ready_endpoints(px, ns, "fw", 1)
+    curler(px, ns, b)
+    url = f"http://{LB_IP}/hostname"
+    wait_for("the firewall to drop the pod's connection", lambda: dropped(px, "curler", url, ns, timeout=5))
+    ranges = {"spec": {"loadBalancerSourceRanges": ["10.244.0.0/16"]}}
+    px.kubectl("patch", "svc", "fw", "-n", ns, "--type=merge", "-p", json.dumps(ranges))
+    assert wait_for("an answer once the pods are in range", lambda: fetch(px, "curler", url, ns).stdout) == "fw-0"
 
 
 def test_health_check_node_port_answers_as_kube_proxy(px: Cluster, ns: str) -> None:
@@ -371,3 +460,158 @@ def test_restarted_proxy_keeps_established_connections(px: Cluster, ns: str, tmp
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_internal_traffic_policy_local(px: Cluster, ns: str) -> None:
+    a, b = nodes(px)
+    backends(px, ns, "itp", [a])
+    svc = service(px, ns, "itp", "itp", internalTrafficPolicy="Local")
+    ready_endpoints(px, ns, "itp", 1)
+    curler(px, ns, a, "near")
+    curler(px, ns, b, "far")
+    url = f"http://{svc['spec']['clusterIP']}/hostname"
+    assert wait_for("the node-local endpoint", lambda: fetch(px, "near", url, ns).stdout) == "itp-0"
+    # Node b has no local endpoint: it drops (curl 28), neither rejects (the service has endpoints,
+    # on another node) nor sends the traffic to node a's endpoint (never an answer).  Refusals from
+    # before node b's rules are in place (curl 7) are passed over; the drop must then stay.
+    wait_for("the other node to drop", lambda: dropped(px, "far", url, ns))
+    assert dropped(px, "far", url, ns)
+
+
+def test_terminating_endpoints_used_only_when_no_ready_one(px: Cluster, ns: str) -> None:
+    """Upstream kube-proxy (and kubewire: ``dataplane/proxy/endpoints.py``, for the Cluster list as
+    for the Local one) sends traffic to serving-but-terminating endpoints only when there is no
+    ready endpoint.  A deleted backend stays serving while its preStop hook runs (25 s, inside a
+    30 s grace period), so the window is bounded; both backends are force-deleted at the end."""
+    a, b = nodes(px)
+    prestop = {**NETEXEC, "lifecycle": {"preStop": {"sleep": {"seconds": 25}}}}
+    backends(px, ns, "term", [a, b], container=prestop, terminationGracePeriodSeconds=30)
+    svc = service(px, ns, "term", "term")
+    ready_endpoints(px, ns, "term", 2)
+    curler(px, ns, a)
+    url = f"http://{svc['spec']['clusterIP']}/hostname"
+    wait_for("the service", lambda: fetch(px, "curler", url, ns).stdout)
+
+    def conditions(name: str) -> dict[str, bool]:
+        eps = slice_endpoints(px, ns, "term")
+        return next((e.get("conditions") or {} for e in eps if e["targetRef"]["name"] == name), {})
+
+    force = ("--grace-period=0", "--force", "--ignore-not-found")
+    try:
+        px.kubectl("delete", "pod", "-n", ns, "term-0", "--wait=false")
+        draining = {"ready": False, "serving": True, "terminating": True}
+        wait_for("term-0 serving and terminating", lambda: conditions("term-0") == draining)
+        # With a ready endpoint left, the terminating one gets nothing.  The first all-term-1 round
+        # marks the proxies' update (20 picks of two endpoints all the same: p = 2^-20); the next
+        # round must hold the same.
+        wait_for("the ready endpoint only", lambda: set(hits(px, "curler", url, 20, ns)) == {"term-1"})
+        assert set(hits(px, "curler", url, 20, ns)) == {"term-1"}
+        # Without a ready endpoint the serving-terminating one is used, rather than refusing.
+        px.kubectl("delete", "pod", "-n", ns, "term-1", *force)
+        wait_for("the serving-terminating endpoint", lambda: fetch(px, "curler", url, ns).stdout == "term-0")
+        assert set(hits(px, "curler", url, 10, ns)) == {"term-0"}
+        assert conditions("term-0") == draining
+    finally:
+        px.kubectl("delete", "pod", "-n", ns, "term-0", "term-1", *force, check=False)
+
+
+def test_traffic_distribution_prefer_close(px: Cluster, ns: str) -> None:
+    """Zone hints keep a client's traffic in its own zone: ``trafficDistribution: PreferClose``, and
+    ``topology-mode: Auto`` too, which here applies deterministically: two endpoints in each of two
+    zones whose nodes have equal allocatable CPU give each zone exactly its own two endpoints."""
+    a, b = nodes(px)
+    by_name = {n["metadata"]["name"]: n for n in get(px, "nodes")["items"]}
+    zone = {name: n["metadata"]["labels"][ZONE] for name, n in by_name.items()}
+    assert zone[a] != zone[b]
+    assert by_name[a]["status"]["allocatable"]["cpu"] == by_name[b]["status"]["allocatable"]["cpu"]
+    backends(px, ns, "close", [a, a, b, b])
+    close = service(px, ns, "close", "close", trafficDistribution="PreferClose")
+    auto = service(px, ns, "auto", "close")
+    px.kubectl("annotate", "svc", "-n", ns, "auto", "service.kubernetes.io/topology-mode=Auto")
+    curler(px, ns, a)
+    local = {"close-0", "close-1"}  # the endpoints in node a's zone
+
+    def zone_local(svc: dict[str, Any]) -> None:
+        name, url = svc["metadata"]["name"], f"http://{svc['spec']['clusterIP']}/hostname"
+
+        def hinted() -> bool:
+            eps = slice_endpoints(px, ns, name)
+            own = [(e.get("hints") or {}).get("forZones") == [{"name": e.get("zone")}] for e in eps]
+            return len(eps) == 4 and all(own)
+
+        def stays() -> bool:
+            seen = set(hits(px, "curler", url, 30, ns))
+            return bool(seen) and seen <= local
+
+        wait_for(f"every endpoint of {name} hinted for its own zone", hinted)
+        # The first round that stays in zone a marks the proxy's update; the next must too, and
+        # reach both zone-local endpoints (one of two missed by 30 picks: p = 2^-29).
+        wait_for(f"{name}: zone-local endpoints only", stays)
+        assert set(hits(px, "curler", url, 30, ns)) == local
+
+    zone_local(close)
+    zone_local(auto)
+
+
+SCTP_PORT = {"name": "sctp", "port": 9999, "targetPort": 9999, "protocol": "SCTP"}
+SCTP_SERVE = """
+import os, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 9999))
+s.listen()
+while True:
+    conn, _ = s.accept()
+    with conn:
+        conn.recv(100)
+        conn.sendall(os.environ["HOSTNAME"].encode())
+"""
+SCTP_ASK = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+s.settimeout(3)
+try:
+    s.connect((sys.argv[1], 9999))
+    s.sendall(b"hostname")
+    print(s.recv(100).decode())
+except OSError as e:
+    print(f"error: {e}")
+"""
+
+
+def test_sctp_cluster_ip(px: Cluster, ns: str) -> None:
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+    except OSError as e:
+        pytest.skip(f"this machine's kernel has no SCTP: {e}")
+    a, b = nodes(px)
+    backends(px, ns, "sctp", [b], image="busybox", container={"command": ["python3", "-c", SCTP_SERVE]})
+    svc = service(px, ns, "sctp", "sctp", ports=[SCTP_PORT])
+    ready_endpoints(px, ns, "sctp", 1)
+    curler(px, ns, a)
+    ip = svc["spec"]["clusterIP"]
+    wait_for(
+        "an SCTP answer through the ClusterIP",
+        lambda: kexec(px, "curler", "python3", "-c", SCTP_ASK, ip, ns=ns).strip() == "sctp-0",
+    )
+
+
+def test_sctp_service_rules_are_programmed(px: Cluster, ns: str) -> None:
+    """Whether or not the kernel speaks SCTP, every node's rules carry an SCTP Service: its
+    ClusterIP frontend and its endpoint (the backend needs no SCTP listener for that)."""
+    a, b = nodes(px)
+    (backend,) = backends(px, ns, "sctpr", [a])
+    svc = service(px, ns, "sctpr", "sctpr", ports=[SCTP_PORT])
+    ready_endpoints(px, ns, "sctpr", 1)
+    ip, pod_ip = re.escape(svc["spec"]["clusterIP"]), re.escape(backend["status"]["podIP"])
+    # nftables: an element of @service_ips and one of @backends_sctp; iptables: the KUBE-SERVICES
+    # match and the KUBE-SEP DNAT.
+    frontend = re.compile(rf"{ip} \. sctp \. 9999 : |-d {ip}/32 -p sctp .*--dport 9999 ")
+    endpoint = re.compile(rf"{ip} \. 9999 \. 0 : {pod_ip} \. 9999\b|-p sctp .*--to-destination {pod_ip}:9999\b")
+
+    def programmed(node: str) -> bool:
+        rules = px.kubewire("proxy", "rules", "--node", node).stdout
+        return frontend.search(rules) is not None and endpoint.search(rules) is not None
+
+    for node in (a, b):
+        wait_for(f"the SCTP service in {node}'s rules", functools.partial(programmed, node))
