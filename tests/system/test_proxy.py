@@ -615,3 +615,19 @@ def test_sctp_service_rules_are_programmed(px: Cluster, ns: str) -> None:
 
     for node in (a, b):
         wait_for(f"the SCTP service in {node}'s rules", functools.partial(programmed, node))
+
+
+def test_unallocated_cluster_ip_is_dropped(px: Cluster, ns: str) -> None:
+    """nftables mode drops traffic to a service-CIDR address no Service holds, as upstream's nftables
+    proxier does ("Drop traffic to unallocated ClusterIPs"); upstream's iptables mode has no such
+    rule, so there the test only checks that no Service answers."""
+    a, _ = nodes(px)
+    taken = {ip for s in get(px, "svc", "-A")["items"] for ip in s["spec"].get("clusterIPs") or []}
+    free = next(f"10.96.255.{i}" for i in range(254, 1, -1) if f"10.96.255.{i}" not in taken)
+    curler(px, ns, a)
+    rules = px.kubewire("proxy", "rules", "--node", a).stdout
+    done = fetch(px, "curler", f"http://{free}/", ns, timeout=2)
+    assert done.returncode != 0 and not done.stdout
+    if "table ip kubewire-proxy" in rules:
+        assert "ip daddr @service_cidrs drop" in rules and "10.96.0.0/16" in rules
+        assert done.returncode == 28  # dropped: a timeout, not a refusal or an unreachable

@@ -6,6 +6,7 @@ packet, and what upstream kube-proxy's nftables rules on node-a do with it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -652,3 +653,12 @@ def test_evaluate_properties(scenario: tuple[Obj, list[Obj], Packet]) -> None:
         assert all(e.ready for e in verdict.endpoints)
     if any(e.ready for e in sp.endpoints) and not (sp.internal_policy_local or sp.external_policy_local):
         assert all(e.ready for e in verdict.endpoints)
+
+
+def test_unallocated_cluster_ip_drops_when_the_service_cidr_is_known() -> None:
+    node = dataclasses.replace(NODE, service_cidrs=("10.96.0.0/16",))
+    unallocated = run({}, EVERYWHERE, pkt("10.96.0.99"), node)
+    assert unallocated.action == "drop" and unallocated.service == ""
+    assert "unallocated ClusterIP" in unallocated.reasons[-1]
+    assert run({}, EVERYWHERE, pkt(CIP, 81), node).action == "reject"  # a real ClusterIP, wrong port
+    assert run({}, EVERYWHERE, pkt("10.97.0.1"), node).action == "pass"  # outside the service CIDR

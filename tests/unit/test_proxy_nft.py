@@ -194,7 +194,7 @@ def test_no_endpoints_reject_and_local_internal_policy_drops() -> None:
         "reject with icmp type port-unreachable",
     ]
     assert t.rules["filter_prerouting"] == ["ct state new jump firewall_check", "ct state new jump endpoints_check"]
-    assert t.rules["cluster_ips_check"] == ["ip daddr @cluster_ips goto reject_chain"]
+    assert t.rules["cluster_ips_check"] == ["ip daddr @cluster_ips goto reject_chain", "ip daddr @service_cidrs drop"]
 
 
 def test_session_affinity_chains_per_timeout_not_per_service() -> None:
@@ -481,8 +481,16 @@ POOLS = {
     },
 }
 NODES = {
-    4: [NODE, NodeContext("node-a", addresses=("172.18.0.2",))],
-    6: [NODE6, NodeContext("node-a", addresses=("fc00:f853:ccd:e793::2",))],
+    4: [
+        NODE,
+        NodeContext("node-a", addresses=("172.18.0.2",)),
+        dataclasses.replace(NODE, service_cidrs=("10.96.0.0/28",)),  # 10.96.0.1-5 in it; unallocated ones drop
+    ],
+    6: [
+        NODE6,
+        NodeContext("node-a", addresses=("fc00:f853:ccd:e793::2",)),
+        dataclasses.replace(NODE6, service_cidrs=("fd00:10:96::/112",)),
+    ],
 }
 PORTS = [80, 443, 30080]  # 30080 is also a NodePort number: service-address/NodePort collisions happen
 
@@ -664,7 +672,9 @@ def route(t: Table, packet: Packet) -> tuple[str, set[tuple[str, int]], bool]:
     by_address = key in el["service_ips"]
     target = el["service_ips"].get(key) or (el["service_nodeports"].get(pkey) if local_dst else None)
     if target is None:
-        return ("reject" if dst in el["cluster_ips"] else "pass"), set(), False
+        if dst in el["cluster_ips"]:
+            return "reject", set(), False
+        return ("drop" if _in(dst, el["service_cidrs"]) else "pass"), set(), False
     kind, n = target.removeprefix("goto ").rsplit("_", 1)
     prefix = f"{dst} . {packet.dport}" if by_address else str(packet.dport)
     pods = bool(el["pod_cidrs"]) and _in(src, el["pod_cidrs"])

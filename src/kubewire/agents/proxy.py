@@ -119,7 +119,8 @@ class Proxy:
         """This node's snapshot for ``family`` and the Services that changed since the last one."""
         addresses = tuple(a for a in self.config.addresses if family_of(a) == family)
         pods = tuple(c for c in self.network.pod_cidrs if family_of(c.split("/")[0]) == family)
-        node = NodeContext(self.config.name, self.config.zone, addresses, pods)
+        services = tuple(c for c in self.network.service_cidrs if family_of(c.split("/")[0]) == family)
+        node = NodeContext(self.config.name, self.config.zone, addresses, pods, services)
         keys, self.pending[family] = self.pending[family], set()
         cache = self.caches.get(family)
         if cache is None:  # the first snapshot reads everything

@@ -19,9 +19,9 @@ The stages follow the order the kernel applies upstream's rules in:
    local address).
 3. **Endpoint checks**: a service with no usable endpoints anywhere rejects (connection refused);
    a Local policy with no endpoint on this node drops.  Traffic to a ClusterIP on a port or protocol
-   the Service does not define is rejected, as upstream's ``cluster-ips`` check does.  (Upstream
-   also drops traffic to unallocated addresses of the service CIDRs; the snapshot does not carry
-   those CIDRs, so such packets ``pass`` here.)
+   the Service does not define is rejected, as upstream's ``cluster-ips`` check does, and traffic to
+   any other address of the service CIDRs (``node.service_cidrs``: an unallocated ClusterIP) is
+   dropped.
 
 Masquerading (SNAT to the node) follows upstream: external traffic under the Cluster policy always;
 internal traffic whose source is outside the cluster's pod CIDRs (``node.pod_cidrs``; with none
@@ -251,6 +251,9 @@ def evaluate(snapshot: ProxySnapshot, packet: Packet) -> Verdict:
                 f"{packet.dport}/{protocol}: reject (connection refused)"
             )
             return Verdict("reject", reasons=(reason,))
+        if _in_cidrs(dst, node.service_cidrs):
+            reason = f"{dst} is in the service CIDR but no Service has it: drop (unallocated ClusterIP)"
+            return Verdict("drop", reasons=(reason,))
         return Verdict("pass", reasons=(f"{target} is not a service address: pass",))
 
     sp, kind = matched

@@ -15,7 +15,7 @@ import bisect
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 Obj = dict[str, Any]
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -23,9 +23,11 @@ TOPOLOGY_MODE_ANNOTATION = "service.kubernetes.io/topology-mode"
 TOPOLOGY_HINTS_ANNOTATION = "service.kubernetes.io/topology-aware-hints"  # the older spelling
 
 
-@dataclass(frozen=True, order=True)
-class Endpoint:
-    """One endpoint of one service port (address and the port it serves that service port on)."""
+class Endpoint(NamedTuple):
+    """One endpoint of one service port (address and the port it serves that service port on).
+
+    A named tuple rather than a frozen dataclass: a full sync at 10,000 Services builds 100,000 of
+    them, and a tuple is built several times faster (immutable, ordered and hashable all the same)."""
 
     ip: str
     port: int
@@ -79,6 +81,7 @@ class NodeContext:
     zone: str = ""
     addresses: tuple[str, ...] = ()  # this family's node addresses (NodePorts answer on them)
     pod_cidrs: tuple[str, ...] = ()  # the cluster's pod CIDRs of this family (masquerade decisions)
+    service_cidrs: tuple[str, ...] = ()  # this family's service CIDRs: unallocated addresses are dropped
 
 
 @dataclass(frozen=True)

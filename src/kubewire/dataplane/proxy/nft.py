@@ -47,7 +47,9 @@ unreachable: connection refused) when the Service has no endpoints anywhere, ``d
 address on a NodePort's number gets ``return``, since dispatch prefers the service).  Upstream runs
 these checks in input/forward; prerouting (a reject there needs Linux ≥ 5.x) makes them independent
 of the node's routes to service addresses.  ``@cluster_ips`` rejects traffic still addressed to a
-ClusterIP after DNAT (a port the Service does not define).
+ClusterIP after DNAT (a port the Service does not define), and ``@service_cidrs`` then drops what
+is addressed to any other address of the service CIDRs (``node.service_cidrs``): an unallocated
+ClusterIP, as upstream's "Drop traffic to unallocated ClusterIPs".
 
 Firewall (``loadBalancerSourceRanges``): ``@firewall_ips`` lists the LoadBalancer keys that have
 ranges; ``daddr . l4proto . dport . saddr != @firewall_allow drop`` (a concatenated interval set;
@@ -87,8 +89,7 @@ the stateless form (it compiles the old snapshot in full first).
 from a snapshot or by interpreting a script onto a prior state; the interpreter rejects what the
 kernel would (missing elements, busy chains, conflicting element values, dangling references).
 
-Gaps, deliberate: upstream's drop of unallocated service-CIDR addresses (the snapshot has no
-service CIDR), health-check NodePorts (served by the agent, not rules), ``masqueradeAll``.
+Gaps, deliberate: health-check NodePorts (served by the agent, not rules), ``masqueradeAll``.
 Two Services claiming one (address, protocol, port): the first in snapshot order wins, as in the
 reference evaluator.
 """
@@ -191,6 +192,7 @@ def _declarations(f: _Family) -> dict[str, tuple[str, str]]:
         "nodeport_ips": ("set", f"type {a} ;"),
         "pod_cidrs": ("set", f"type {a} ; flags interval ;"),
         "cluster_ips": ("set", f"type {a} ;"),
+        "service_cidrs": ("set", f"type {a} ; flags interval ;"),
         "service_ips": ("map", f"type {key} : verdict ;"),
         "service_nodeports": ("map", f"type {port_key} : verdict ;"),
         "short_ips": ("map", f"type {key} : verdict ;"),
@@ -256,7 +258,7 @@ def _fixed_chains(f: _Family) -> dict[str, list[str]]:
             f"{addr_key} vmap @no_endpoint_services",
             f"{ip} daddr @nodeport_ips meta l4proto . th dport vmap @no_endpoint_nodeports",
         ],
-        "cluster_ips_check": [f"{ip} daddr @cluster_ips goto {REJECT_CHAIN}"],
+        "cluster_ips_check": [f"{ip} daddr @cluster_ips goto {REJECT_CHAIN}", f"{ip} daddr @service_cidrs drop"],
         REJECT_CHAIN: ["meta l4proto tcp reject with tcp reset", f.icmp_reject],
         "masquerading": [
             f"meta mark & {MASQUERADE_MARK} == 0 return",
@@ -678,6 +680,8 @@ class Compiled:
             self._el["nodeport_ips"][a] = ""
         for c in pod_cidrs:
             self._el["pod_cidrs"][c] = ""
+        for c in _nets(snapshot.node.service_cidrs, version):
+            self._el["service_cidrs"][c] = ""
         added: dict[str, tuple[int, ServicePort]] = {}
         for i, sp in enumerate(snapshot.services):
             ident = sp.key
