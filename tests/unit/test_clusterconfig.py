@@ -64,7 +64,13 @@ networking:
 def test_minimal_file_takes_defaults(tmp_path: Path) -> None:
     cfg = load_file(write(tmp_path, "kind: Cluster\n"))
     assert cfg == ClusterConfig()
-    assert cfg.settings() == {"nodes": 3, "zones": 1, "nodeLabels": [], "nodeMonitorGracePeriod": 50.0}
+    assert cfg.settings() == {
+        "nodes": 3,
+        "zones": 1,
+        "nodeLabels": [],
+        "nodeMonitorGracePeriod": 50.0,
+        "clusterDNS": True,
+    }
 
 
 def test_single_family_subnet_changes_only_that_family(tmp_path: Path) -> None:

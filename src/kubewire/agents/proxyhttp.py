@@ -22,38 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kubewire.agents.httpserve import Handler, serve_http
+from kubewire.agents.promtext import Histogram, exponential
 
 log = logging.getLogger("kubewire.proxy")
 HEALTHZ_PORT = 10256
 METRICS_PORT = 10249
 # Upstream's sync-duration buckets (exponential from 1 ms, ×2, 15 buckets).
-BUCKETS = tuple(0.001 * 2**i for i in range(15))
+BUCKETS = exponential(0.001, 2, 15)
 STALE_AFTER = 120.0  # /healthz turns 503 when no sync happened for this long (upstream: 2 × sync period)
-
-
-@dataclass
-class Histogram:
-    buckets: tuple[float, ...] = BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
-    total: float = 0.0
-    count: int = 0
-
-    def observe(self, value: float) -> None:
-        self.count += 1
-        self.total += value
-        for i, upper in enumerate(self.buckets):
-            if value <= upper:
-                self.counts[i] += 1
-
-    def render(self, name: str, help_text: str, labels: str = "") -> list[str]:
-        sep = "," if labels else ""
-        lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-        for upper, n in zip(self.buckets, self.counts, strict=True):
-            lines.append(f'{name}_bucket{{{labels}{sep}le="{upper:g}"}} {n}')
-        lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.count}')
-        suffix = f"{{{labels}}}" if labels else ""
-        lines += [f"{name}_sum{suffix} {self.total}", f"{name}_count{suffix} {self.count}"]
-        return lines
 
 
 @dataclass
@@ -61,10 +37,10 @@ class ProxyMetrics:
     """The numbers a sync leaves behind."""
 
     mode: str = "nftables"
-    sync: Histogram = field(default_factory=Histogram)
-    full_sync: Histogram = field(default_factory=Histogram)
-    partial_sync: Histogram = field(default_factory=Histogram)
-    programming: Histogram = field(default_factory=Histogram)
+    sync: Histogram = field(default_factory=lambda: Histogram(BUCKETS))
+    full_sync: Histogram = field(default_factory=lambda: Histogram(BUCKETS))
+    partial_sync: Histogram = field(default_factory=lambda: Histogram(BUCKETS))
+    programming: Histogram = field(default_factory=lambda: Histogram(BUCKETS))
     last_sync: float = 0.0  # wall clock
     failures: int = 0
     service_changes: int = 0

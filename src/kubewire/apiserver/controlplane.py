@@ -18,13 +18,16 @@ import signal
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from kubewire.api import addons
 from kubewire.api.netconfig import ClusterNetwork
 from kubewire.api.registry import default_registry
 from kubewire.apiserver.server import APIServer
 from kubewire.client.local import LocalClient
 from kubewire.controllers.catalog import ControllerSettings, components
 from kubewire.controllers.runtime import Manager
+from kubewire.errors import NotFound, StatusError
 from kubewire.store import podadmission
 from kubewire.store.allocators import Allocators
 from kubewire.store.store import Store
@@ -43,6 +46,7 @@ class ControlPlaneSettings:
     durability: str = "normal"
     network: ClusterNetwork = field(default_factory=ClusterNetwork)
     node_monitor_grace_period: float = 50.0
+    cluster_dns: bool = False  # install the DNS add-on (kubewire up does, unless --no-dns or --no-nodes)
 
     @property
     def db_path(self) -> Path:
@@ -64,6 +68,26 @@ class ControlPlaneSettings:
         return path if path.exists() else None
 
 
+async def ensure_addons(client: LocalClient, objects: list[dict[str, Any]]) -> None:
+    """Create each add-on object that does not exist (the add-on manager's ``EnsureExists``: an
+    existing one is the user's, whatever they did to it).  A failure is logged and the others go on."""
+    registry = default_registry()
+    for obj in objects:
+        kind = registry.by_api_version(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        if kind is None:
+            continue
+        try:
+            await client.get(kind, meta["name"], meta.get("namespace", ""))
+            continue
+        except NotFound:
+            pass
+        try:
+            await client.create(kind, obj, field_manager="kubewire-addons")
+        except StatusError as e:
+            log.warning("add-on %s %s/%s: %s", obj["kind"], meta.get("namespace"), meta["name"], e)
+
+
 async def run(settings: ControlPlaneSettings) -> None:
     """Serve until told to stop; the store is closed (and flushed) on the way out."""
     store = Store(default_registry(), settings.db_path, durability=settings.durability)
@@ -83,6 +107,8 @@ async def run(settings: ControlPlaneSettings) -> None:
     ]
     for manager in managers:
         await manager.start()
+    if settings.cluster_dns:
+        await ensure_addons(client, addons.coredns(settings.network))
     settings.ready_path.write_text(f"{os.getpid()} {settings.host}:{settings.port}\n")
     log.info("serving on %s:%d (rv %d)", settings.host, settings.port, store.rv)
     stop = asyncio.Event()

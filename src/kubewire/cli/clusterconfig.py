@@ -45,6 +45,7 @@ class ClusterConfig:
     zones: int = 1
     node_labels: tuple[dict[str, str], ...] = ()
     node_monitor_grace_period: float = 50.0
+    cluster_dns: bool = True
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class ClusterConfig:
             "zones": self.zones,
             "nodeLabels": list(self.node_labels),
             "nodeMonitorGracePeriod": self.node_monitor_grace_period,
+            "clusterDNS": self.cluster_dns,
         }
 
 
@@ -159,7 +161,9 @@ def from_args(args: argparse.Namespace) -> ClusterConfig:
         raise ConfigError(f"zones: Invalid value: {zones}: must be between 1 and 26")
     if grace <= 0:
         raise ConfigError(f"nodeMonitorGracePeriod: Invalid value: {grace}: must be greater than zero")
-    return ClusterConfig(net, nodes, zones, cfg.node_labels, grace)
+    # Without nodes nothing could run the DNS pods: a control-plane-only cluster has no add-ons.
+    dns = not (getattr(args, "no_dns", False) or getattr(args, "no_nodes", False))
+    return ClusterConfig(net, nodes, zones, cfg.node_labels, grace, dns)
 
 
 def differences(args: argparse.Namespace, settings: dict[str, Any], network: ClusterNetwork) -> str:

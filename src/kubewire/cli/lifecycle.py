@@ -50,6 +50,7 @@ def run_controlplane(state: ClusterState, durability: str) -> int:
         durability,
         state.network(),
         node_monitor_grace_period=grace,
+        cluster_dns=bool(state.settings().get("clusterDNS", False)),
     )
     asyncio.run(run(settings))
     return 0

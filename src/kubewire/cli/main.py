@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--config", help="a cluster config file (kind: Cluster) with the same settings")
     up.add_argument("--no-nodes", action="store_true", help="run only the control plane (no namespaces, no root)")
+    up.add_argument(
+        "--no-dns", action="store_true", help="do not install the cluster DNS add-on (kube-system/coredns, kube-dns)"
+    )
 
     down = sub.add_parser("down", help="stop the cluster and remove its state")
     down.add_argument("--keep-state", action="store_true", help="stop, but keep the stored objects for the next 'up'")

@@ -165,6 +165,7 @@ class Program:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     builtin: str
+    api: bool = False  # a cluster component that watches the API (the kubelet tells it where)
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ class ImageSpec:
     dash_program: str = ""
     busybox: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
+    api: bool = False
 
 
 SUPPORTED: tuple[ImageSpec, ...] = (
@@ -285,6 +287,14 @@ SUPPORTED: tuple[ImageSpec, ...] = (
         env={"NGINX_VERSION": "1.27.5"},
     ),
     ImageSpec(
+        names=("coredns", "coredns/coredns"),
+        title="CoreDNS (registry.k8s.io/coredns/coredns): kubewire's cluster DNS server, -conf Corefile",
+        workload="kubewire.agents.dns.app",
+        entrypoint=("/coredns",),
+        programs=("/coredns", "coredns"),
+        api=True,
+    ),
+    ImageSpec(
         names=("pause", "pause-amd64", "pause-arm64"),
         title="pause (registry.k8s.io/pause)",
         workload="pause",
@@ -353,7 +363,7 @@ def supported_summary() -> str:
 
 
 def _never_pull(image: str) -> Unsupported:
-    builtins = "echo-basic, the ingress and tutorial echoservers, agnhost, http-echo, nginx and pause"
+    builtins = "echo-basic, the ingress and tutorial echoservers, agnhost, http-echo, nginx, coredns and pause"
     return Unsupported(
         IMAGE_NEVER_PULL,
         f'Container image "{image}" is not present with pull policy of Never (kubewire runs no images: it runs '
@@ -405,8 +415,9 @@ def resolve(
                     f'kubewire\'s built-in agnhost has no "{subcommand}" subcommand (it has: '
                     f"{', '.join(AGNHOST_SUBCOMMANDS)}); set a command to run something else",
                 )
-        module = f"{WORKLOADS_PACKAGE}.{spec.workload}"
-        return Program((python, "-m", module, *spec.mode, *rest), dict(spec.env), spec.workload)
+        # A dotted workload is a kubewire component of its own (the DNS server), not a kubewire.workloads module.
+        module = spec.workload if "." in spec.workload else f"{WORKLOADS_PACKAGE}.{spec.workload}"
+        return Program((python, "-m", module, *spec.mode, *rest), dict(spec.env), spec.workload, spec.api)
     defaulted = not command and not args and not spec.entrypoint
     program = _machine(argv, which, busybox=spec.busybox, env=spec.env)
     if isinstance(program, Unsupported) and defaulted and argv[0] not in ("sh", "/bin/sh"):

@@ -46,6 +46,8 @@ BACKOFF_RESET = 600.0  # a container that ran this long starts its backoff over
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CONFIG_RETRY = 2.0
 FIRST_READY_RETRY = 0.25  # the cadence of pod syncs re-firing a not-yet-ready readiness probe
+API_ENV = "KUBEWIRE_APISERVER"  # where a built-in cluster component (the DNS server) finds the API
+POD_ENV = "KUBEWIRE_POD"  # and which pod it is (namespace/name): its configMap volumes come through the API
 
 
 def _now() -> str:
@@ -269,6 +271,10 @@ class PodWorker:
         hostname, _ = podspec.pod_hostname(pod, cluster_domain=k.network.cluster_domain)
         env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": "/root", **program.env}
         env.update(env_pairs)
+        if program.api:  # kubewire's in-cluster channel to the API for its own components (no token volumes)
+            env[API_ENV] = f"unix://{k.config.state_dir / 'apiserver.sock'}"
+            meta = pod.get("metadata") or {}
+            env[POD_ENV] = f"{meta.get('namespace', '')}/{meta.get('name', '')}"  # to read its own volumes
         _write_private(self.pod_dir / name / "env.json", json.dumps(env))  # what ``kubewire exec`` gives a shell
         argv = list(program.argv)
         count = rec.restart_count + (1 if restart else 0)
