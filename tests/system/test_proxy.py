@@ -135,6 +135,8 @@ def dropped(c: Cluster, target: str, url: str, ns: str, timeout: float = 2) -> b
     """Whether a fetch times out (curl 28), as a dropped connection does; an answer fails the test."""
     done = fetch(c, target, url, ns, timeout=timeout)
     assert done.returncode != 0, f"{target} got an answer from {url}: {done.stdout}"
+    if done.returncode != 28:
+        print(f"dropped? {target} -> {url}: curl exit {done.returncode}: {done.stderr.strip()}")
     return done.returncode == 28
 
 

@@ -62,6 +62,14 @@ class Topology:
     def client_addresses(self) -> tuple[str, ...]:
         return tuple(str(ipaddress.ip_network(c).network_address + 1) for c in self.fabric_cidrs())
 
+    def node_routes(self) -> tuple[tuple[str, str], ...]:
+        """A node's routes out of the cluster: the service CIDRs via the client, as a real node's
+        default route takes them to its gateway.  Traffic to a Service address that no rule
+        rewrote (iptables mode drops it in FORWARD, which needs a route; an unallocated ClusterIP)
+        is then forwarded and dropped, not answered "network unreachable" by the node."""
+        gateways = {ipaddress.ip_address(a).version: a for a in self.client_addresses()}
+        return tuple((cidr, gateways[ipaddress.ip_network(cidr).version]) for cidr in self.network.service_cidrs)
+
     def node(self, name: str) -> NodeConfig:
         for n in self.nodes:
             if n.name == name:
@@ -120,7 +128,10 @@ async def build(topo: Topology, netlink: Netlink) -> None:
                 continue
             owned.add(node.netns)
             await netlink.add_netns(node.netns)
-            await apply_all(netlink, podnet.uplink(topo.fabric, node.netns, node.name, node.addresses, node.prefixes))
+            uplink = podnet.uplink(
+                topo.fabric, node.netns, node.name, node.addresses, node.prefixes, topo.node_routes()
+            )
+            await apply_all(netlink, uplink)
     except NetlinkError as e:
         raise TopologyError(
             f"could not build the cluster's network ({e}); 'kubewire down' removes what was made"

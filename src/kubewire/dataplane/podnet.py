@@ -109,8 +109,16 @@ class NodeNet:
         return FABRIC_MTU - VXLAN_OVERHEAD if self.mode == "vxlan" else FABRIC_MTU
 
 
-def uplink(fabric_netns: str, ns: str, name: str, addresses: Sequence[str], prefixes: Sequence[int]) -> list[Batch]:
-    """Plug the namespace ``ns`` (a node or the client) into the fabric bridge."""
+def uplink(
+    fabric_netns: str,
+    ns: str,
+    name: str,
+    addresses: Sequence[str],
+    prefixes: Sequence[int],
+    routes: Sequence[tuple[str, str]] = (),
+) -> list[Batch]:
+    """Plug the namespace ``ns`` (a node or the client) into the fabric bridge; ``routes`` are
+    (destination CIDR, gateway) pairs to add through it."""
     port = fabric_port(name)
     fabric = Batch(
         fabric_netns,
@@ -123,6 +131,7 @@ def uplink(fabric_netns: str, ns: str, name: str, addresses: Sequence[str], pref
     lines += [
         f"addr replace {a}/{p} dev {NODE_UPLINK}{_addr_flags(a)}" for a, p in zip(addresses, prefixes, strict=True)
     ]
+    lines += [f"route replace {cidr} via {gateway} dev {NODE_UPLINK}" for cidr, gateway in routes]
     return [fabric, Batch(ns, tuple(lines))]
 
 
