@@ -76,27 +76,62 @@ class Engine:
         return result
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, app: DnsServer, family: str) -> None:
+class _Udp:
+    """One UDP socket read straight from the event loop's selector.
+
+    asyncio's datagram transport reads each packet with ``recvfrom(256 KiB)``: glibc serves that
+    allocation with ``mmap``, then ``mremap``/``munmap`` as it shrinks and frees it, three extra
+    system calls per query that cost up to half the server's CPU (found with ``strace -c`` under
+    dnsperf).  Here every wake-up drains the socket with ``recvfrom_into`` a buffer allocated once,
+    and replies go out with a plain ``sendto``; a reply the kernel cannot take at once is dropped,
+    as UDP allows (the client retries)."""
+
+    BURST = 256  # packets per wake-up before other tasks get a turn
+
+    def __init__(self, app: DnsServer, sock: socket.socket, family: str) -> None:
         self.app = app
+        self.sock = sock
         self.family = family
-        self.transport: asyncio.DatagramTransport | None = None
+        self.buffer = bytearray(MAX_UDP_PAYLOAD)
+        self.view = memoryview(self.buffer)
+        self.loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        self.loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def _readable(self) -> None:
+        answer = self.app.engine.answer
+        for _ in range(self.BURST):
+            try:
+                n, addr = self.sock.recvfrom_into(self.buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. an ICMP error queued on the socket: keep serving
+                log.debug("udp receive: %s", e)
+                continue
+            data = bytes(self.view[:n])
+            result = answer(data, "udp", self.family)
+            if result.response is not None:
+                self.send(result.response, addr)
+            elif result.query is not None:
+                self.app.spawn(self._later(data, result, addr))
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        result = self.app.engine.answer(data, "udp", self.family)
-        if result.response is not None:
-            assert self.transport is not None
-            self.transport.sendto(result.response, addr)
-        elif result.query is not None:
-            self.app.spawn(self._later(data, result, addr))
+    def send(self, response: bytes, addr: Any) -> None:
+        try:
+            self.sock.sendto(response, addr)
+        except (BlockingIOError, InterruptedError):
+            self.app.metrics.dropped += 1
+        except OSError as e:
+            log.debug("udp send to %s: %s", addr, e)
 
-    async def _later(self, data: bytes, result: wire.Result, addr: tuple[str, int]) -> None:
+    async def _later(self, data: bytes, result: wire.Result, addr: Any) -> None:
         response = await self.app.resolve(data, result, "udp", self.family)
-        if response is not None and self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(response, addr)
+        if response is not None and self.sock.fileno() >= 0:
+            self.send(response, addr)
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 class DnsServer:
@@ -162,7 +197,6 @@ class DnsServer:
         return list(message.answer)
 
     async def start(self, host: str = "") -> None:
-        loop = asyncio.get_running_loop()
         port = self.server.port
         for family, fam_label, bind in ((socket.AF_INET, "1", host or "0.0.0.0"), (socket.AF_INET6, "2", host or "::")):
             if host and (":" in host) != (family == socket.AF_INET6):
@@ -178,8 +212,7 @@ class DnsServer:
                     log.info("no IPv6 listener: %s", e)
                     continue
                 raise
-            transport, _ = await loop.create_datagram_endpoint(functools.partial(_Udp, self, fam_label), sock=sock)
-            self._closers.append(transport.close)
+            self._closers.append(_Udp(self, sock, fam_label).close)
             # asyncio sets IPV6_V6ONLY on the IPv6 socket, so both families share the port.
             tcp = await asyncio.start_server(
                 functools.partial(self._tcp, family=fam_label), bind, port, family=family, reuse_address=True
