@@ -50,20 +50,21 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import re
 import resource
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import _shared
+from _shared import Timeout
 
 NAME = f"kwbdns{os.getpid()}"
 NAMESPACE = "bench"
@@ -76,39 +77,8 @@ LOADGEN, KNOT = "loadgen", "knot"  # not "client": `kubewire exec client` is the
 GOAL_QPS = 20_000
 
 
-class Timeout(RuntimeError):
-    pass
-
-
 def run(argv: list[str], env: dict[str, str], stdin: str = "", timeout: float = 60, check: bool = True) -> str:
-    """Run ``argv`` bounded by ``timeout`` in a process group of its own, killed with it on expiry or
-    when this process is interrupted; its stdout (stderr appended when ``check`` is off)."""
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-
-    def kill() -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-
-    try:
-        out, err = proc.communicate(stdin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill()
-        raise Timeout(f"{' '.join(argv[:8])}: did not finish in {timeout:.0f} s") from None
-    except BaseException:
-        kill()
-        raise
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:8])}: exit {proc.returncode}: {(err or out).strip()[-2000:]}")
-    return out if check else out + err
+    return _shared.run(argv, stdin, timeout, env=env, check=check)
 
 
 class Cluster:
@@ -360,21 +330,13 @@ def percentile(sorted_samples: list[float], p: float) -> float | None:
 
 
 def machine(env: dict[str, str]) -> Iterator[str]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    yield f"machine: {os.cpu_count()} cores{' (' + model + ')' if model else ''}, Linux {platform.release()}"
+    tools = []
     with contextlib.suppress(Exception):
         version = run(["dnsperf", "-h"], env, timeout=10, check=False)
         m = re.search(r"Version (\S+)", version)
         knot = run(["knotd", "-V"], env, timeout=10).strip()
-        yield f"  dnsperf {m.group(1) if m else '?'}; {knot}"
-    with contextlib.suppress(OSError):
-        load = Path("/proc/loadavg").read_text().split()[:3]
-        yield f"  load average before the run: {' '.join(load)} (other work on the machine skews every figure)"
+        tools.append(f"dnsperf {m.group(1) if m else '?'}; {knot}")
+    return _shared.machine(tools)
 
 
 def ms(x: float | None) -> str:

@@ -46,7 +46,6 @@ import gc
 import ipaddress
 import json
 import os
-import platform
 import select
 import shutil
 import signal
@@ -57,6 +56,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import _shared
+from _shared import Timeout
 
 PREFIX = f"kw-bench-px-{os.getpid()}"
 NODE_IP, CLIENT_IP, POD_GW, POD_IP = "172.19.0.1", "172.19.0.2", "10.244.0.1", "10.244.0.2"
@@ -119,46 +121,13 @@ print(json.dumps({"ns": out, "errors": errors}))
 # --- processes ----------------------------------------------------------------------------------------
 
 
-class Timeout(RuntimeError):
-    pass
-
-
 _in_worker = False  # set in the worker: its children stay in its process group, killed with it
 
 
 def run(argv: list[str], stdin: str = "", timeout: float = 60) -> str:
-    """Run ``argv`` bounded by ``timeout``.  On expiry, or when this process is interrupted, kill what
-    it started: its process group (the orchestrator's children lead their own, so a worker's ``nft``
-    or ``iptables-restore`` goes with it), or the child alone inside the worker."""
-    group = not _in_worker
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=group,
-    )
-
-    def kill() -> None:
-        with contextlib.suppress(ProcessLookupError):
-            if group:
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                proc.kill()
-        proc.communicate()
-
-    try:
-        out, err = proc.communicate(stdin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill()
-        raise Timeout(f"{argv[0]} did not finish in {timeout:.0f} s") from None
-    except BaseException:
-        kill()
-        raise
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:6])}: exit {proc.returncode}: {err.strip()[-2000:]}")
-    return out
+    """:func:`_shared.run`; inside the worker the child stays in the worker's process group (the
+    orchestrator kills that group), elsewhere it leads its own."""
+    return _shared.run(argv, stdin, timeout, group=not _in_worker)
 
 
 def timed(argv: list[str], stdin: str = "", timeout: float = 120) -> tuple[float, str]:
@@ -544,21 +513,14 @@ def lat(p: tuple[float, float] | None, errors: int) -> str:
 
 
 def machine() -> Iterator[str]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    yield f"machine: {os.cpu_count()} cores{' (' + model + ')' if model else ''}, Linux {platform.release()}"
+    tools = []
     with contextlib.suppress(Exception):
-        yield f"  {run(['nft', '--version'], timeout=10).strip()}"
+        tools.append(run(["nft", "--version"], timeout=10).strip())
     with contextlib.suppress(Exception):
-        default = run(["iptables-restore", "--version"], timeout=10).strip()
-        yield f"  {default} (the machine's default iptables-restore)"
-    with contextlib.suppress(OSError):
-        load = Path("/proc/loadavg").read_text().split()[:3]
-        yield f"  load average before the run: {' '.join(load)} (other work on the machine skews every figure)"
+        tools.append(
+            run(["iptables-restore", "--version"], timeout=10).strip() + " (the machine's default iptables-restore)"
+        )
+    return _shared.machine(tools)
 
 
 def row(mode: str, n: int, r: dict[str, Any]) -> str:

@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from kubewire.api import addons
+
 DEFAULT_PORT = 53
 ACCEPTED = ("errors", "log", "loop", "reload", "loadbalance", "debug", "whoami")
 _ENV = re.compile(r"\{\$([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -80,27 +82,8 @@ class Corefile:
         return tuple(s for s in self.servers if s.port == port)
 
 
-# kubeadm's (and so kind's) Corefile, without its `ttl 30`: the kubernetes plugin's own default of 5 s.
-DEFAULT = """.:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf {
-       max_concurrent 1000
-    }
-    cache 30
-    loop
-    reload
-    loadbalance
-}
-"""
+# The Corefile kubewire's add-on installs (kubeadm's), for the default cluster domain.
+DEFAULT = addons.COREFILE % {"domain": "cluster.local"}
 
 
 @dataclass
