@@ -263,13 +263,19 @@ def _reap(pid: int) -> bool:
 
 def test_down_removes_every_namespace_and_process(tmp_path: Path) -> None:
     c = start_cluster(tmp_path, "kwdown", ("--nodes", "1"))
-    owned = (tmp_path / "kwdown" / "netns.owned").read_text().split()
+    state = tmp_path / "kwdown"
+    owned = (state / "netns.owned").read_text().split()
     try:
         assert owned and all(Path("/run/netns", n).exists() for n in owned)
+        # The DNS add-on's pods start the cluster's zygote: the processes down must end.
+        wait_for("the zygote", lambda: (state / "zygote.pid").exists())
+        pids = [int((state / "zygote.pid").read_text().split()[0]), int((state / "controlplane.pid").read_text())]
+        pids += [int((d / "agent.pid").read_text().split()[0]) for d in (state / "nodes").iterdir()]
     finally:
         c.kubewire("down", check=False)
     assert not any(Path("/run/netns", n).exists() for n in owned)
-    assert not (tmp_path / "kwdown").exists()
+    assert not state.exists()
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
 
 
 def test_liveness_failure_restarts_the_container(rt: Cluster, ns: str, tmp_path: Path) -> None:

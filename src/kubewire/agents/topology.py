@@ -231,12 +231,27 @@ def is_stopped(node: NodeConfig) -> bool:
 # ---------------------------------------------------------------------------------- destroy
 
 
+def _recorded_pid(path: Path) -> int | None:
+    """The pid in a ``pid start-ticks`` file when that very process still runs."""
+    try:
+        pid, ticks = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return pid if process.alive(pid, ticks) else None
+
+
 async def destroy(state_dir: Path, netlink: Netlink, timeout: float = 5.0) -> list[str]:
     """End every process inside the cluster's namespaces, then delete them; returns what was removed."""
     owned = Owned(state_dir / "netns.owned")
     names = owned.names()
     inodes = {i for i in (process.netns_inode(n) for n in names) if i is not None}
     pids = process.pids_in_netns(inodes) if inodes else []
+    # The cluster's zygote too, by its pid file (identity checked by start time): it lives in the
+    # namespace of the node agent that started it, which may be gone (a node namespace deleted and
+    # made again) while the zygote still runs.
+    zygote = _recorded_pid(state_dir / "zygote.pid")
+    if zygote is not None and zygote not in pids:
+        pids.append(zygote)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
