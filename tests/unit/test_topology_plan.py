@@ -149,7 +149,9 @@ async def test_build_creates_and_records_everything(tmp_path: Path) -> None:
         assert nl.link(t.fabric, podnet.fabric_port(n.name)).master == "kw-br0"
         # Service addresses no rule rewrote leave through the client, as by a real node's default route.
         assert "10.96.0.0/16" in await nl.routes(n.netns)
-        assert any(line.startswith("route replace 10.96.0.0/16 via 172.18.0.1 ") for b in nl.applied for line in b.lines)
+        assert any(
+            line.startswith("route replace 10.96.0.0/16 via 172.18.0.1 ") for b in nl.applied for line in b.lines
+        )
     assert "10.96.0.0/16" not in await nl.routes(t.client)
     assert nl.link(t.client, "eth0").addresses == {"172.18.0.1/16", "fc00:f853:ccd:e793::1/64"}
 
