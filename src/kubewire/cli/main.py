@@ -98,13 +98,25 @@ def _parser() -> argparse.ArgumentParser:
     get.add_argument("-l", "--selector", default="")
     get.add_argument("-o", "--output", default="", choices=["", "wide", "yaml", "json", "name"])
 
+    dns = sub.add_parser(
+        "dns",
+        help="run the cluster DNS server here, against any cluster (CoreDNS's flags; --help for them)",
+        add_help=False,
+    )
+    dns.add_argument("dns_args", nargs=argparse.REMAINDER)
+
     cp = sub.add_parser("controlplane", help=argparse.SUPPRESS)
     cp.add_argument("--durability", choices=["normal", "full"], default="normal")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "dns":  # CoreDNS's single-dash flags are the DNS program's to parse
+        args.dns_args = [*extra, *args.dns_args]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     env = dict(os.environ)
     try:
         state = cluster_state(args.name, env)
@@ -136,6 +148,10 @@ def _run(args: argparse.Namespace, state: ClusterState) -> int:
         from kubewire.agents import nodeagent
 
         return nodeagent.main(state.dir, args.node_name, state.settings())
+    if args.command == "dns":
+        from kubewire.agents.dns import app
+
+        return app.main(list(args.dns_args))
     # The daemons above import only their own layers; everything else is imported here.
     from kubewire.cli import nodes, output
 

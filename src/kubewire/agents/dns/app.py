@@ -247,7 +247,7 @@ async def serve(args: argparse.Namespace) -> bool:
             port = args.dns_port or server.port
             dns_server = DnsServer(dataclasses.replace(server, port=port), zone, make_forwarder(server))
             dns_server.engine.before_answer = watch.catch_up
-            await dns_server.start()
+            await dns_server.start(args.listen)
             servers.append(dns_server)
         for inf in watch.informers():
             await inf.synced.wait()
@@ -308,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kubeconfig", default="", help="watch this cluster (default: the kubewire cluster the pod runs in)"
     )
+    parser.add_argument("--listen", default="", help="listen on this address only (default: every address)")
     parser.add_argument("--lameduck", type=float, default=LAMEDUCK, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [INFO] %(message)s", stream=sys.stdout)
