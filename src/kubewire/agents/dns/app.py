@@ -148,14 +148,17 @@ class Watch:
 
     def catch_up(self) -> None:
         """Apply what changed since the last answer (cheap when nothing did)."""
+        # The handlers hold these very sets: take their contents and empty them in place.
         if self.pending:
-            keys, self.pending = self.pending, set()
+            keys = set(self.pending)
+            self.pending.clear()
             self.zone.update(keys, lambda k: self.services.get(f"{k[0]}/{k[1]}"), self._slices_of)
         if self.namespaces_changed:
             self.namespaces_changed = False
             self.zone.set_namespaces(_names(self.namespaces.list()))
         if self.pending_pods and self.pods is not None:
-            keys, self.pending_pods = self.pending_pods, set()
+            keys = set(self.pending_pods)
+            self.pending_pods.clear()
             pods = self.pods
             self.zone.update_pods(keys, lambda k: pods.get(f"{k[0]}/{k[1]}"))
 
