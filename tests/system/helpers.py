@@ -77,3 +77,38 @@ def nodes(rt: Cluster) -> list[str]:
 
 def curl(rt: Cluster, target: str, url: str, ns: str = "default") -> str:
     return kexec(rt, target, "curl", "-sS", "-g", "--max-time", "5", url, ns=ns)
+
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+NETEXEC = {"args": ["netexec"]}
+
+
+def backends(
+    c: Cluster,
+    ns: str,
+    app: str,
+    placement: list[str],
+    image: str = AGNHOST,
+    container: dict[str, Any] | None = None,
+    **spec: Any,
+) -> list[dict[str, Any]]:
+    """Pods ``app-0``, ``app-1`` … labelled ``app``, one per entry of ``placement`` (a node name each),
+    Ready: agnhost netexec unless ``image`` and ``container`` say otherwise; ``spec`` goes into each
+    pod's spec."""
+    for i, node in enumerate(placement):
+        body = pod(f"{app}-{i}", image, node, container=container or NETEXEC, **spec)
+        body["metadata"]["labels"] = {"app": app}
+        apply(c, ns, body)
+    return [ready_pod(c, ns, f"{app}-{i}") for i in range(len(placement))]
+
+
+def service(c: Cluster, ns: str, name: str, app: str, **spec: Any) -> dict[str, Any]:
+    """A Service selecting ``app``, port ``http`` 80 -> 8080 unless ``spec`` says otherwise; as stored."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}], **spec},
+    }
+    apply(c, ns, body)
+    return dict(get(c, "-n", ns, "svc", name))

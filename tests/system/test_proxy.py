@@ -23,7 +23,20 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster, start_cluster, wait_for
-from tests.system.helpers import apply, get, kexec, namespace_fixture, nodes, pod, ready_pod, rt_cmd
+from tests.system.helpers import (
+    AGNHOST,
+    NETEXEC,
+    apply,
+    backends,
+    get,
+    kexec,
+    namespace_fixture,
+    nodes,
+    pod,
+    ready_pod,
+    rt_cmd,
+    service,
+)
 
 pytestmark = [
     pytest.mark.system,
@@ -31,8 +44,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("nft") is None, reason="nftables is not installed"),
     pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
 ]
-AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
-NETEXEC = {"args": ["netexec"]}
 LB_IP = "172.18.255.200"  # a LoadBalancer ingress address, as a load balancer controller would assign
 ZONE = "topology.kubernetes.io/zone"
 
@@ -57,42 +68,10 @@ def px(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest)
 ns = namespace_fixture("px")
 
 
-def backends(
-    c: Cluster,
-    ns: str,
-    app: str,
-    placement: list[str],
-    image: str = AGNHOST,
-    container: dict[str, Any] | None = None,
-    **spec: Any,
-) -> list[dict[str, Any]]:
-    """Pods labelled ``app``, one per entry of ``placement`` (a node name each), Ready: agnhost
-    netexec unless ``image`` and ``container`` say otherwise; ``spec`` goes into each pod's spec."""
-    out = []
-    for i, node in enumerate(placement):
-        body = pod(f"{app}-{i}", image, node, container=container or NETEXEC, **spec)
-        body["metadata"]["labels"] = {"app": app}
-        apply(c, ns, body)
-    for i in range(len(placement)):
-        out.append(ready_pod(c, ns, f"{app}-{i}"))
-    return out
-
-
 def curler(c: Cluster, ns: str, node: str = "", name: str = "curler") -> None:
     """A pod to run curl and friends from (the machine's commands, in the pod's namespaces)."""
     apply(c, ns, pod(name, "busybox", node, container={"command": ["sleep", "3600"]}))
     ready_pod(c, ns, name)
-
-
-def service(c: Cluster, ns: str, name: str, app: str, **spec: Any) -> dict[str, Any]:
-    body = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}], **spec},
-    }
-    apply(c, ns, body)
-    return dict(get(c, "-n", ns, "svc", name))
 
 
 def slice_endpoints(c: Cluster, ns: str, svc: str) -> list[dict[str, Any]]:

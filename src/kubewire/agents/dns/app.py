@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from kubewire.agents.dns import corefile
+from kubewire.agents.dns.metrics import DnsMetrics
 from kubewire.agents.dns.server import DnsServer, make_forwarder
 from kubewire.api.core import CONFIG_MAP, NAMESPACE
 from kubewire.api.discovery import ENDPOINT_SLICE
@@ -222,7 +223,7 @@ class Stop:
         self.event.set()
 
 
-async def serve(args: argparse.Namespace) -> bool:
+async def serve(args: argparse.Namespace, metrics: dict[int, DnsMetrics] | None = None) -> bool:
     """Serve until stopped; True when stopped because the Corefile changed (serve it again)."""
     client: Client | None = None
     with contextlib.suppress(ConfigError):
@@ -248,7 +249,10 @@ async def serve(args: argparse.Namespace) -> bool:
     try:
         for server in config.servers:
             port = args.dns_port or server.port
-            dns_server = DnsServer(dataclasses.replace(server, port=port), zone, make_forwarder(server))
+            kept = metrics.get(port) if metrics is not None else None
+            dns_server = DnsServer(dataclasses.replace(server, port=port), zone, make_forwarder(server), kept)
+            if metrics is not None:
+                metrics[port] = dns_server.metrics
             dns_server.engine.before_answer = watch.catch_up
             await dns_server.start(args.listen)
             servers.append(dns_server)
@@ -315,9 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lameduck", type=float, default=LAMEDUCK, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [INFO] %(message)s", stream=sys.stdout)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per API request otherwise
+    metrics: dict[int, DnsMetrics] = {}  # counters survive reloads, as CoreDNS's do
     while True:
         try:
-            reload = asyncio.run(serve(args))
+            reload = asyncio.run(serve(args, metrics))
         except (ConfigError, corefile.CorefileError) as e:
             print(f"plugin/kubernetes: {e}" if isinstance(e, ConfigError) else str(e), file=sys.stderr)
             return 1

@@ -184,6 +184,9 @@ class Forwarder:
                 continue
             if self.cache is not None:
                 self.cache.put(key, answer)
+                capped = self.cache.get(key, qid)  # the first reply is capped too, as CoreDNS's cache writes it
+                if capped is not None:
+                    return capped[0]
             return struct.pack("!H", qid) + answer[2:]
         return servfail(query)
 

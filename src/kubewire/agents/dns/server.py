@@ -137,9 +137,16 @@ class _Udp:
 class DnsServer:
     """One Corefile server block, served until :meth:`close`."""
 
-    def __init__(self, server: Server, zone: records.ClusterZone, forwarder: Forwarder | None) -> None:
+    def __init__(
+        self,
+        server: Server,
+        zone: records.ClusterZone,
+        forwarder: Forwarder | None,
+        metrics: DnsMetrics | None = None,
+    ) -> None:
+        """``metrics`` outlive a reload (CoreDNS's counters are the process's): pass the previous ones."""
         self.server = server
-        self.metrics = DnsMetrics(f"dns://:{server.port}", server.plugins, server.zones)
+        self.metrics = metrics or DnsMetrics(f"dns://:{server.port}", server.plugins, server.zones)
         self.engine = Engine(zone, self.metrics)
         self.forwarder = forwarder
         self.ready = False
@@ -178,23 +185,23 @@ class DnsServer:
         key = (query.qname.to_text(), query.qtype, query.qclass, query.do)
         return await self.forwarder.resolve(data, key, tcp)
 
-    async def _chase(self, target: dns.name.Name, qtype: int, tcp: bool) -> list[dns.rrset.RRset] | None:
-        """The target's records (our zone first, then upstream); None when resolution failed."""
+    async def _chase(self, target: dns.name.Name, qtype: int, tcp: bool) -> list[dns.rrset.RRset]:
+        """The target's records: our zone first, then upstream.  A failed lookup gives no records,
+        so the answer is the CNAME alone, as CoreDNS's ``upstream.Lookup`` (which never returns an
+        error to the kubernetes plugin) makes it."""
         own = self.engine.zone.lookup(target, qtype)
         if not own.forward:
-            return list(own.answer) if own.rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) else None
+            return list(own.answer) if own.rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) else []
         if self.forwarder is None:
-            return None
+            return []
         request = dns.message.make_query(target, dns.rdatatype.RdataType.make(qtype))
         key = (target.to_text().lower(), qtype, 1, False)
         wire_answer = await self.forwarder.resolve(request.to_wire(), key, tcp)
         try:
             message = dns.message.from_wire(wire_answer)
         except dns.exception.DNSException:
-            return None
-        if message.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            return None
-        return list(message.answer)
+            return []
+        return list(message.answer) if message.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) else []
 
     async def start(self, host: str = "") -> None:
         port = self.server.port
