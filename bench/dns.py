@@ -30,12 +30,16 @@ to that same pod) and the knot pod's IP.  Two phases per target:
   target, below saturation): p50 / p90 / p99 / max from dnsperf's per-query lines (dnsperf 2.10
   prints only min / max / average / stddev).
 
+Then ``--propagation`` new Services, each timed from ``kubectl create`` returning (the API stored
+it) to the first answer from the DNS pod, which a poller in the load generator pod asks for the name
+every millisecond from before the write.
+
 Goals (issue 6, printed, never asserted): at least 20,000 QPS on one core, and at least half of the
 reference server's QPS in the same run.  Needs root, ``kubectl``, ``dnsperf``, ``knotd``, ``dig``
 and ``taskset``.
 
     sudo .venv/bin/python bench/dns.py [--services 1000] [--seconds 10] [--rounds 3] [--clients 10]
-        [--outstanding 100] [--latency-qps 10000] [--latency-seconds 5] [--keep]
+        [--outstanding 100] [--latency-qps 10000] [--latency-seconds 5] [--propagation 5] [--keep]
 
 About two minutes with the defaults (three rounds of 3 × 10 s, then 3 × 5 s, set-up and tear-down).
 
@@ -56,6 +60,7 @@ import resource
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -339,6 +344,49 @@ def machine(env: dict[str, str]) -> Iterator[str]:
     return _shared.machine(tools)
 
 
+POLLER = """
+import sys, time
+import dns.message, dns.query
+name, server = sys.argv[1], sys.argv[2]
+query = dns.message.make_query(name, "A")
+dns.query.udp(query, server, timeout=2)
+print("polling", flush=True)
+deadline = time.time() + 20
+while time.time() < deadline:
+    if dns.query.udp(dns.message.make_query(name, "A"), server, timeout=1).answer:
+        print(time.time(), flush=True)
+        break
+    time.sleep(0.001)
+"""
+
+
+def propagation(cl: Cluster, server: str, count: int) -> list[float]:
+    """For each of ``count`` new Services: a poller in the load generator pod asks ``server`` for its
+    name every millisecond from before the write; the time from ``kubectl create`` returning (the
+    API has stored it) to the poller's first answer.  Pods share this machine's clock."""
+    out = []
+    for i in range(count):
+        name = f"prop-{i}"
+        argv = [sys.executable, "-m", "kubewire.cli.main", "--name", NAME, "exec", "-n", NAMESPACE, LOADGEN, "--"]
+        argv += [sys.executable, "-c", POLLER, f"{name}.{NAMESPACE}.svc.{DOMAIN}", server]
+        poller = subprocess.Popen(argv, env=cl.env, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            assert poller.stdout is not None
+            if poller.stdout.readline().strip() != "polling":
+                raise RuntimeError("the propagation poller did not start")
+            cl.kubectl("create", "service", "clusterip", name, "--tcp=80", "-n", NAMESPACE)
+            acknowledged = time.time()
+            seen = poller.stdout.readline().strip()
+            if not seen:
+                raise RuntimeError(f"Service {name} never answered within 20 s")
+            out.append((float(seen) - acknowledged) * 1000)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(poller.pid, signal.SIGKILL)
+            poller.wait()
+    return out
+
+
 def ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1000:.2f}"
 
@@ -352,6 +400,7 @@ def main() -> int:
     ap.add_argument("--latency-qps", type=int, default=10_000, help="dnsperf -Q of the latency run; 0: no latency run")
     ap.add_argument("--latency-seconds", type=float, default=5, help="latency run per target (s)")
     ap.add_argument("--rounds", type=int, default=3, help="throughput runs of each target, interleaved (median)")
+    ap.add_argument("--propagation", type=int, default=5, help="new Services timed from API write to answer")
     ap.add_argument("--keep", action="store_true", help="leave the cluster and temporary directory up (debugging)")
     args, _ = ap.parse_known_args()  # ./dev bench passes the same arguments to every benchmark
     if os.geteuid() != 0:
@@ -544,6 +593,14 @@ def bench(cl: Cluster, tmp: Path, args: argparse.Namespace, client_cpu: int | No
                 f"{ms(pcts[1]):>7} {ms(pcts[2]):>7} {ms(pcts[3]):>8} {ms(s[-1] if s else None):>7}",
                 flush=True,
             )
+
+    if args.propagation > 0:
+        visible = propagation(cl, coredns_ip, args.propagation)
+        print(
+            f"\nAPI change -> answer: {len(visible)} new Services, each polled for from {LOADGEN} at {coredns_ip} "
+            f"every 1 ms from before the write; ms from the API acknowledging the write to the first answer: "
+            f"{', '.join(f'{v:.1f}' for v in visible)} (median {statistics.median(visible):.1f})"
+        )
 
     knot = results[-1]
     print()
