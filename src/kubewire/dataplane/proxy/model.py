@@ -108,35 +108,48 @@ def _service_ips(spec: Mapping[str, Any], family: int) -> tuple[str, ...]:
 
 
 def _endpoints_for(port_name: str, slices: Iterable[Obj], family: int) -> tuple[Endpoint, ...]:
-    """The endpoints serving ``port_name``, from every slice of the Service in this family."""
+    """The endpoints serving ``port_name``, from every slice of the Service in this family.
+
+    Written for speed (a full sync at 10,000 Services reads 100,000 endpoints here): positional
+    tuples, and the optional fields looked at only when present."""
     seen: dict[tuple[str, int], Endpoint] = {}
     want = "IPv4" if family == 4 else "IPv6"
     for sl in slices:
         if sl.get("addressType") != want:
             continue
-        port = next((p for p in sl.get("ports") or [] if (p.get("name") or "") == port_name), None)
-        if port is None or not port.get("port"):
+        port = next((p for p in sl.get("ports") or () if (p.get("name") or "") == port_name), None)
+        number = int(port.get("port") or 0) if port is not None else 0
+        if not number:
             continue
-        for ep in sl.get("endpoints") or []:
-            cond = ep.get("conditions") or {}
-            ready = cond.get("ready") is not False  # nil means ready, as upstream reads it
-            serving = cond.get("serving") is not False  # kube-proxy also reads nil serving as true
-            terminating = bool(cond.get("terminating"))
-            hints = ep.get("hints") or {}
-            for address in (ep.get("addresses") or [])[:1]:  # upstream uses the first address
-                e = Endpoint(
-                    ip=str(address),
-                    port=int(port["port"]),
-                    ready=ready,
-                    serving=bool(serving),
-                    terminating=terminating,
-                    node=str(ep.get("nodeName") or ""),
-                    zone=str(ep.get("zone") or ""),
-                    hint_zones=tuple(str(z.get("name")) for z in hints.get("forZones") or []),
-                    hint_nodes=tuple(str(n.get("name")) for n in hints.get("forNodes") or []),
-                )
-                seen.setdefault((e.ip, e.port), e)
+        for ep in sl.get("endpoints") or ():
+            addresses = ep.get("addresses")
+            if not addresses:
+                continue
+            ip = str(addresses[0])  # upstream uses the first address
+            if (ip, number) in seen:
+                continue
+            cond = ep.get("conditions") or _EMPTY
+            hints = ep.get("hints")
+            zones: tuple[str, ...] = ()
+            nodes: tuple[str, ...] = ()
+            if hints:
+                zones = tuple(str(z.get("name")) for z in hints.get("forZones") or ())
+                nodes = tuple(str(n.get("name")) for n in hints.get("forNodes") or ())
+            seen[(ip, number)] = Endpoint(
+                ip,
+                number,
+                cond.get("ready") is not False,  # nil means ready, as upstream reads it
+                cond.get("serving") is not False,  # kube-proxy also reads nil serving as true
+                bool(cond.get("terminating")),
+                str(ep.get("nodeName") or ""),
+                str(ep.get("zone") or ""),
+                zones,
+                nodes,
+            )
     return tuple(sorted(seen.values()))
+
+
+_EMPTY: Mapping[str, Any] = {}
 
 
 def service_ports(service: Obj, slices: Iterable[Obj], family: int) -> list[ServicePort]:
