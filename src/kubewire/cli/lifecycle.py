@@ -203,7 +203,10 @@ def welcome(state: ClusterState, with_nodes: bool = True) -> str:
         lines += [
             "  kubectl logs deploy/echo",
             f"  {kw} exec client -- ip -br addr                    # the client namespace, on the node network",
-            f"  {kw} exec deploy/echo -- curl -s http://<pod IP>:3000/   # from inside a pod",
+            f"  {kw} exec deploy/echo -- curl -s http://echo/         # a Service by its DNS name, from a pod",
+            f"  {kw} exec deploy/echo -- dig +short echo.default.svc.cluster.local   # the cluster DNS",
+            f"  {kw} exec client -- curl -s http://172.18.0.2:30007/   # a NodePort from outside the cluster",
+            f"  {kw} proxy rules                                     # the kernel rules behind the Services",
             f"  {kw} exec node/{state.name}-worker -- ip route        # a node's pod routes",
             f"  {kw} node stop {state.name}-worker2                   # cut a node off; watch it go NotReady",
         ]
