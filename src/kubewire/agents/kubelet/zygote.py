@@ -167,6 +167,10 @@ class Zygote:
                 else:
                     self._read(key.fileobj)  # type: ignore[arg-type]
             self._reap()
+            if not self.path.parent.is_dir():
+                # The cluster's state directory is gone (`kubewire down` finished): nobody can reach
+                # this zygote any more, so it must not outlive the cluster, however it escaped the sweep.
+                self.running = False
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
