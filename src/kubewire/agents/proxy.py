@@ -22,10 +22,11 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from kubewire.agents.changes import ServiceChanges
 from kubewire.agents.nodeconfig import NodeConfig
 from kubewire.agents.proxyhttp import HealthCheck, ProxyHTTP, ProxyMetrics
 from kubewire.agents.runner import BoundedFrequencyRunner
-from kubewire.api.discovery import ENDPOINT_SLICE
+from kubewire.api.discovery import ENDPOINT_SLICE, object_key
 from kubewire.api.meta import parse_time
 from kubewire.api.netconfig import ClusterNetwork
 from kubewire.api.service import SERVICE
@@ -34,18 +35,11 @@ from kubewire.controllers.slicepacking import ANNOTATION_TRIGGER_TIME
 from kubewire.dataplane.proxy import iptables as iptables_rules
 from kubewire.dataplane.proxy import nft as compiler
 from kubewire.dataplane.proxy.endpoints import categorize
-from kubewire.dataplane.proxy.model import (
-    SERVICE_NAME_LABEL,
-    NodeContext,
-    ProxySnapshot,
-    ServiceKey,
-    SnapshotCache,
-    family_of,
-)
+from kubewire.dataplane.proxy.model import NodeContext, ProxySnapshot, SnapshotCache, family_of
 from kubewire.host.conntrack import Conntrack, ConntrackCli
 from kubewire.host.iptables import IptablesCli, IptablesRestore
 from kubewire.host.nft import Nft
-from kubewire.store.informer import Handlers, Informer, Obj
+from kubewire.store.informer import Informer, Obj
 
 log = logging.getLogger("kubewire.proxy")
 SYNC_PERIOD = 30.0  # kube-proxy's --sync-period
@@ -70,7 +64,8 @@ class Proxy:
         self.nft = nft
         self.services = Informer(client, SERVICE)
         self.slices = Informer(client, ENDPOINT_SLICE)
-        self.slices.add_indexer("service", _owning_service)
+        # The change tracker: per family, the Services to read again at its next snapshot.
+        self.changes = ServiceChanges(self.services, self.slices, (4, 6))
         self.applied: dict[int, ProxySnapshot] = {}  # what the kernel holds, per family
         self.compiled: dict[int, compiler.Compiled] = {}  # the nftables state behind it, per family
         self.caches: dict[int, SnapshotCache] = {}
@@ -80,11 +75,7 @@ class Proxy:
         self.metrics = ProxyMetrics(mode=self.mode)
         self.http = ProxyHTTP(self.metrics)
         self.triggers: dict[str, str] = {}  # slice key -> last-change-trigger-time already programmed
-        # The change tracker: per family, the Services to read again at its next snapshot (a
-        # family's set is cleared only when its snapshot is built); the slices changed since the
-        # last sync (for the programming-latency metric).
-        self.pending: dict[int, set[ServiceKey]] = {4: set(), 6: set()}
-        self.changed_slices: set[str] = set()
+        self.changed_slices: set[str] = set()  # since the last sync (the programming-latency metric)
         self.runner = BoundedFrequencyRunner("proxy", self.sync, MIN_SYNC_PERIOD, SYNC_PERIOD)
 
     def informers(self) -> list[Informer]:
@@ -94,26 +85,17 @@ class Proxy:
         """Every Service or EndpointSlice change records its Service and asks for a sync (the
         runner coalesces them)."""
 
-        def note(key: ServiceKey | None) -> None:
-            if key is not None:
-                for keys in self.pending.values():
-                    keys.add(key)
-
-        def service_changed(*objs: Obj) -> None:
+        def service_changed() -> None:
             self.metrics.service_changes += 1
-            note(_key_of(objs[-1]))
             self.runner.run()
 
-        def slice_changed(*objs: Obj) -> None:
+        def slice_changed(obj: Obj) -> None:
             self.metrics.endpoint_changes += 1
-            for obj in objs:  # an update's old and new owners both (a relabelled slice moves)
-                note(_slice_owner(obj))
-            meta = objs[-1].get("metadata") or {}
-            self.changed_slices.add(f"{meta.get('namespace')}/{meta.get('name')}")
+            namespace, name = object_key(obj)
+            self.changed_slices.add(f"{namespace}/{name}")
             self.runner.run()
 
-        self.services.add_handlers(Handlers(service_changed, service_changed, service_changed))
-        self.slices.add_handlers(Handlers(slice_changed, slice_changed, slice_changed))
+        self.changes.watch(service_changed, slice_changed)
 
     def snapshot(self, family: int) -> tuple[ProxySnapshot, set[str]]:
         """This node's snapshot for ``family`` and the Services that changed since the last one."""
@@ -121,18 +103,12 @@ class Proxy:
         pods = tuple(c for c in self.network.pod_cidrs if family_of(c.split("/")[0]) == family)
         services = tuple(c for c in self.network.service_cidrs if family_of(c.split("/")[0]) == family)
         node = NodeContext(self.config.name, self.config.zone, addresses, pods, services)
-        keys, self.pending[family] = self.pending[family], set()
+        keys = self.changes.take(family)
         cache = self.caches.get(family)
         if cache is None:  # the first snapshot reads everything
             cache = self.caches[family] = SnapshotCache(family)
             return cache.build(self.services.list(), self.slices.list(), node)
-        return cache.update(keys, self._service, self._slices_of, node)
-
-    def _service(self, key: ServiceKey) -> Obj | None:
-        return self.services.get(f"{key[0]}/{key[1]}")
-
-    def _slices_of(self, key: ServiceKey) -> list[Obj]:
-        return self.slices.by_index("service", f"{key[0]}/{key[1]}")
+        return cache.update(keys, self.changes.service, self.changes.slices_of, node)
 
     async def sync(self, periodic: bool) -> None:
         start = time.monotonic()
@@ -252,19 +228,3 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def _key_of(obj: Obj) -> ServiceKey:
-    meta = obj.get("metadata") or {}
-    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
-
-
-def _slice_owner(obj: Obj) -> ServiceKey | None:
-    meta = obj.get("metadata") or {}
-    owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-    return (str(meta.get("namespace", "")), str(owner)) if owner else None
-
-
-def _owning_service(obj: Obj) -> list[str]:
-    key = _slice_owner(obj)
-    return [f"{key[0]}/{key[1]}"] if key is not None else []

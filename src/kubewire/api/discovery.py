@@ -8,7 +8,7 @@ are re-validated on update only when they change, as upstream does), and the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,40 @@ MAX_PORTS = 20000  # upstream raised this from 100 to 20000 (Kubernetes 1.26)
 MAX_TOPOLOGY_LABELS = 16
 MAX_ZONE_HINTS = 8
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+ServiceKey = tuple[str, str]  # (namespace, name)
+
+
+def object_key(obj: Obj) -> ServiceKey:
+    """(namespace, name) of an object in wire form."""
+    m = obj.get("metadata") or {}
+    return (str(m.get("namespace") or ""), str(m.get("name") or ""))
+
+
+def slice_service(slice_: Obj) -> ServiceKey | None:
+    """(namespace, name) of the Service an EndpointSlice belongs to, by its ``kubernetes.io/service-name`` label."""
+    m = slice_.get("metadata") or {}
+    owner = (m.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return (str(m.get("namespace") or ""), str(owner)) if owner else None
+
+
+def slices_by_service(slices: Iterable[Obj]) -> dict[ServiceKey, list[Obj]]:
+    """EndpointSlices grouped by the Service their label names (slices without one left out)."""
+    out: dict[ServiceKey, list[Obj]] = {}
+    for sl in slices:
+        key = slice_service(sl)
+        if key is not None:
+            out.setdefault(key, []).append(sl)
+    return out
+
+
+def change_signature(obj: Obj, slices: Iterable[Obj]) -> tuple[str, ...]:
+    """The resourceVersions of an object and its slices: equal signatures mean nothing changed
+    (an object without one counts as new every time)."""
+
+    def rv(o: Obj) -> str:
+        return str((o.get("metadata") or {}).get("resourceVersion") or id(o))
+
+    return (rv(obj), *sorted(rv(s) for s in slices))
 
 
 def default_endpoint_slice(obj: Obj) -> None:

@@ -30,15 +30,15 @@ import os
 import posixpath
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kubewire.agents.changes import ServiceChanges
 from kubewire.agents.dns import corefile
 from kubewire.agents.dns.metrics import DnsMetrics
 from kubewire.agents.dns.server import DnsServer, make_forwarder
 from kubewire.api.core import CONFIG_MAP, NAMESPACE
-from kubewire.api.discovery import ENDPOINT_SLICE
+from kubewire.api.discovery import ENDPOINT_SLICE, object_key
 from kubewire.api.pod import POD
 from kubewire.api.service import SERVICE
 from kubewire.client import Client
@@ -101,7 +101,7 @@ async def corefile_text(client: Client | None, conf: str) -> str:
 
 
 class Watch:
-    """The informers and the change tracker between them and the zone."""
+    """The informers, and the change trackers between them and the zone."""
 
     def __init__(self, client: Client, zone: records.ClusterZone, pods: bool) -> None:
         self.zone = zone
@@ -109,9 +109,8 @@ class Watch:
         self.slices = Informer(client, ENDPOINT_SLICE)
         self.namespaces = Informer(client, NAMESPACE)
         self.pods = Informer(client, POD) if pods else None
-        self.slices.add_indexer("service", _owner_index)
-        self.pending: set[Key] = set()
-        self.pending_pods: set[Key] = set()
+        self.changes = ServiceChanges(self.services, self.slices, ("zone",))
+        self.changed_pods: set[Key] = set()
         self.namespaces_changed = False
 
     def informers(self) -> list[Informer]:
@@ -121,66 +120,33 @@ class Watch:
         """Build the zone from the synced caches, then record every change."""
         self.zone.build(self.services.list(), self.slices.list())
         self.zone.set_namespaces(_names(self.namespaces.list()))
-        if self.pods is not None:
-            self.zone.set_pods(self.pods.list())
-
-        def mark(target: set[Key], key_of: Callable[[Obj], Key | None]) -> Callable[..., None]:
-            def changed(*objs: Obj) -> None:
-                for obj in objs:
-                    key = key_of(obj)
-                    if key is not None:
-                        target.add(key)
-
-            return changed
-
-        svc = mark(self.pending, _key)
-        sl = mark(self.pending, _owner)
-        self.services.add_handlers(Handlers(svc, svc, svc))
-        self.slices.add_handlers(Handlers(sl, sl, sl))
+        self.changes.watch()
 
         def ns_changed(*_: Obj) -> None:
             self.namespaces_changed = True
 
         self.namespaces.add_handlers(Handlers(ns_changed, ns_changed, ns_changed))
         if self.pods is not None:
-            pod = mark(self.pending_pods, _key)
-            self.pods.add_handlers(Handlers(pod, pod, pod))
+            self.zone.set_pods(self.pods.list())
+
+            def pod_changed(*objs: Obj) -> None:
+                self.changed_pods.add(object_key(objs[-1]))
+
+            self.pods.add_handlers(Handlers(pod_changed, pod_changed, pod_changed))
         self.zone.synced = True
 
     def catch_up(self) -> None:
         """Apply what changed since the last answer (cheap when nothing did)."""
-        # The handlers hold these very sets: take their contents and empty them in place.
-        if self.pending:
-            keys = set(self.pending)
-            self.pending.clear()
-            self.zone.update(keys, lambda k: self.services.get(f"{k[0]}/{k[1]}"), self._slices_of)
+        keys = self.changes.take("zone")
+        if keys:
+            self.zone.update(keys, self.changes.service, self.changes.slices_of)
         if self.namespaces_changed:
             self.namespaces_changed = False
             self.zone.set_namespaces(_names(self.namespaces.list()))
-        if self.pending_pods and self.pods is not None:
-            keys = set(self.pending_pods)
-            self.pending_pods.clear()
+        if self.changed_pods and self.pods is not None:
+            changed, self.changed_pods = self.changed_pods, set()  # the handler reads the attribute anew
             pods = self.pods
-            self.zone.update_pods(keys, lambda k: pods.get(f"{k[0]}/{k[1]}"))
-
-    def _slices_of(self, key: Key) -> list[Obj]:
-        return self.slices.by_index("service", f"{key[0]}/{key[1]}")
-
-
-def _key(obj: Obj) -> Key:
-    meta = obj.get("metadata") or {}
-    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-
-
-def _owner(obj: Obj) -> Key | None:
-    meta = obj.get("metadata") or {}
-    owner = (meta.get("labels") or {}).get("kubernetes.io/service-name")
-    return (str(meta.get("namespace") or ""), str(owner)) if owner else None
-
-
-def _owner_index(obj: Obj) -> list[str]:
-    key = _owner(obj)
-    return [f"{key[0]}/{key[1]}"] if key is not None else []
+            self.zone.update_pods(changed, lambda k: pods.get(f"{k[0]}/{k[1]}"))
 
 
 def _names(namespaces: list[Obj]) -> list[str]:

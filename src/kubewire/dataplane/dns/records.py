@@ -65,11 +65,11 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 import dns.rrset
 
+from kubewire.api.discovery import ServiceKey, change_signature, object_key, slices_by_service
+
 Obj = dict[str, Any]
-ServiceKey = tuple[str, str]  # (namespace, name)
 PodsMode = Literal["disabled", "insecure", "verified"]
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 SCHEMA_VERSION = "1.1.0"  # the DNS specification version CoreDNS reports
 SCHEMA_TTL = 28800  # CoreDNS's fixed TTL for dns-version.<zone> TXT, whatever the zone TTL
 MAX_TTL = 3600  # CoreDNS's `ttl` option accepts 0..3600 seconds
@@ -264,21 +264,6 @@ def compile_service(service: Obj, slices: Iterable[Obj]) -> ServiceRecords:
     return ServiceRecords(namespace, name, "ClusterIP", cluster_ips=cluster_ips, ports=ports, subsets=subsets)
 
 
-def slices_by_service(slices: Iterable[Obj]) -> dict[ServiceKey, list[Obj]]:
-    """EndpointSlices grouped by the (namespace, name) of the Service their label names."""
-    out: dict[ServiceKey, list[Obj]] = {}
-    for sl in slices:
-        meta = sl.get("metadata") or {}
-        owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        if owner:
-            out.setdefault((str(meta.get("namespace") or ""), str(owner)), []).append(sl)
-    return out
-
-
-def _rv(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or id(obj))
-
-
 def _pod_entry(pod: Obj | None) -> tuple[str, str] | None:
     """(namespace, status.podIP) of a pod CoreDNS would index, else None.
 
@@ -449,7 +434,7 @@ class ClusterZone:
                 return False
             self._index(key, old, add=False)
             return True
-        signature = (_rv(service), *sorted(_rv(s) for s in slices))
+        signature = change_signature(service, slices)
         if self._signatures.get(key) == signature:
             return False
         self._signatures[key] = signature
@@ -466,10 +451,7 @@ class ClusterZone:
     def build(self, services: Iterable[Obj], slices: Iterable[Obj]) -> set[ServiceKey]:
         """Read every Service and EndpointSlice; the keys of the Services whose records changed."""
         grouped = slices_by_service(slices)
-        present: dict[ServiceKey, Obj] = {}
-        for svc in services:
-            meta = svc.get("metadata") or {}
-            present[(str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = svc
+        present = {object_key(svc): svc for svc in services}
         gone = [k for k in self._services if k not in present]
         changed = {k for k in [*present, *gone] if self._refresh(k, present.get(k), grouped.get(k, []))}
         if changed:
@@ -871,5 +853,4 @@ __all__ = [
     "compile_service",
     "complete_chase",
     "reverse_address",
-    "slices_by_service",
 ]

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from kubewire.api.discovery import ServiceKey, change_signature, object_key, slices_by_service
+
 Obj = dict[str, Any]
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TOPOLOGY_MODE_ANNOTATION = "service.kubernetes.io/topology-mode"
 TOPOLOGY_HINTS_ANNOTATION = "service.kubernetes.io/topology-aware-hints"  # the older spelling
 
@@ -206,34 +207,14 @@ def service_ports(service: Obj, slices: Iterable[Obj], family: int) -> list[Serv
     return out
 
 
-def slices_by_service(slices: Iterable[Obj]) -> dict[tuple[str, str], list[Obj]]:
-    """EndpointSlices grouped by the (namespace, name) of the Service their label names."""
-    by_service: dict[tuple[str, str], list[Obj]] = {}
-    for sl in slices:
-        meta = sl.get("metadata") or {}
-        owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        if owner:
-            by_service.setdefault((str(meta.get("namespace", "")), str(owner)), []).append(sl)
-    return by_service
-
-
 def build_snapshot(services: Iterable[Obj], slices: Iterable[Obj], node: NodeContext, family: int) -> ProxySnapshot:
     """The snapshot for ``node`` and ``family`` from every Service and EndpointSlice."""
     by_service = slices_by_service(slices)
     ports: list[ServicePort] = []
     for svc in services:
-        meta = svc.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        ports.extend(service_ports(svc, by_service.get(key, []), family))
+        ports.extend(service_ports(svc, by_service.get(object_key(svc), []), family))
     ports.sort(key=lambda s: s.key + "/" + s.protocol)
     return ProxySnapshot(family, node, tuple(ports))
-
-
-def _rv(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or id(obj))
-
-
-ServiceKey = tuple[str, str]  # (namespace, name)
 
 
 def _sort_key(sp: ServicePort) -> str:
@@ -268,7 +249,7 @@ class SnapshotCache:
                 return None
             del self._cache[key]
             return cached[1]
-        signature = (_rv(service), *sorted(_rv(s) for s in slices))
+        signature = change_signature(service, slices)
         if cached is not None and cached[0] == signature:
             return None
         self._cache[key] = (signature, service_ports(service, slices, self.family))
@@ -287,10 +268,7 @@ class SnapshotCache:
     ) -> tuple[ProxySnapshot, set[str]]:
         """The snapshot from every Service and EndpointSlice, and the Services that changed."""
         by_service = slices_by_service(slices)
-        present: dict[ServiceKey, Obj] = {}
-        for svc in services:
-            meta = svc.get("metadata") or {}
-            present[(str(meta.get("namespace", "")), str(meta.get("name", "")))] = svc
+        present = {object_key(svc): svc for svc in services}
         self.previous = {}
         for key in [*present, *(k for k in self._cache if k not in present)]:
             old = self._refresh(key, present.get(key), by_service.get(key, []))
