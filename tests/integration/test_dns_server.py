@@ -22,7 +22,7 @@ import dns.rrset
 import pytest
 
 from kubewire.agents.dns import corefile
-from kubewire.agents.dns.server import DnsServer, make_forwarder
+from kubewire.agents.dns.server import DnsServer
 from kubewire.dataplane.dns import records
 from tests.integration.test_workloads import free_port
 
@@ -95,7 +95,7 @@ async def running() -> AsyncIterator[Running]:
     zone = records.ClusterZone(records.DnsSettings(), synced=False)
     zone.build([SERVICE], [])
     zone.synced = True
-    server = DnsServer(block, zone, make_forwarder(block))
+    server = DnsServer(block, zone)
     await server.start(HOST)
     server.ready = True
     try:

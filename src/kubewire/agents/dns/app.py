@@ -36,7 +36,7 @@ from typing import Any
 from kubewire.agents.changes import ServiceChanges
 from kubewire.agents.dns import corefile
 from kubewire.agents.dns.metrics import DnsMetrics
-from kubewire.agents.dns.server import DnsServer, make_forwarder
+from kubewire.agents.dns.server import DnsServer
 from kubewire.api.core import CONFIG_MAP, NAMESPACE
 from kubewire.api.discovery import ENDPOINT_SLICE, object_key
 from kubewire.api.pod import POD
@@ -216,7 +216,7 @@ async def serve(args: argparse.Namespace, metrics: dict[int, DnsMetrics] | None 
         for server in config.servers:
             port = args.dns_port or server.port
             kept = metrics.get(port) if metrics is not None else None
-            dns_server = DnsServer(dataclasses.replace(server, port=port), zone, make_forwarder(server), kept)
+            dns_server = DnsServer(dataclasses.replace(server, port=port), zone, kept)
             if metrics is not None:
                 metrics[port] = dns_server.metrics
             dns_server.engine.before_answer = watch.catch_up

@@ -31,9 +31,9 @@ import dns.rcode
 import dns.rdatatype
 
 from kubewire.agents.dns.corefile import Cache, Forward
+from kubewire.agents.dns.metrics import DnsMetrics
 
 TIMEOUT = 2.0  # per upstream try; CoreDNS's forward also gives up on an upstream after ~2 s
-MAX_TCP = 65535
 
 
 def upstreams(forward: Forward, read: Callable[[str], str] = lambda p: Path(p).read_text()) -> list[tuple[str, int]]:
@@ -158,26 +158,24 @@ class AnswerCache:
 
 
 class Forwarder:
-    """Ask the upstreams; SERVFAIL when none answers."""
+    """Ask the upstreams; SERVFAIL when none answers.  Counts into the server's ``metrics``."""
 
-    def __init__(self, servers: list[tuple[str, int]], cache: AnswerCache | None) -> None:
+    def __init__(self, servers: list[tuple[str, int]], cache: AnswerCache | None, metrics: DnsMetrics) -> None:
         self.servers = servers
         self.cache = cache
-        self.cache_hits = {"success": 0, "denial": 0}
-        self.cache_misses = 0
-        self.requests: dict[str, int] = {}  # upstream "ip:port" -> count (coredns_forward_requests_total)
+        self.metrics = metrics
 
     async def resolve(self, query: bytes, key: tuple[str, int, int, bool], tcp: bool) -> bytes:
         qid = struct.unpack_from("!H", query)[0]
         if self.cache is not None:
             hit = self.cache.get(key, qid)
             if hit is not None:
-                self.cache_hits["denial" if hit[1] else "success"] += 1
+                self.metrics.cache_hits["denial" if hit[1] else "success"] += 1
                 return hit[0]
-            self.cache_misses += 1
+            self.metrics.cache_misses += 1
         for server in self.servers:
             name = f"{server[0]}:{server[1]}"
-            self.requests[name] = self.requests.get(name, 0) + 1
+            self.metrics.forward_requests[name] += 1
             try:
                 answer = await (_ask_tcp(server, query) if tcp else _ask_udp(server, query))
             except (OSError, TimeoutError, asyncio.IncompleteReadError, struct.error):

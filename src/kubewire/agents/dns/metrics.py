@@ -66,7 +66,6 @@ class DnsMetrics:
         self.cache_misses = 0
         self.forward_requests: defaultdict[str, int] = defaultdict(int)  # upstream
         self.panics = 0
-        self.dropped = 0  # UDP replies the kernel would not take (send buffer full)
 
     def record(self, zone: str, proto: str, family: str, qtype: int, rcode: int, plugin: str, seconds: float) -> None:
         name = MONITORED.get(qtype, "other")

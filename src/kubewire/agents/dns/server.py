@@ -48,7 +48,6 @@ from kubewire.dataplane.dns import records, wire
 log = logging.getLogger("kubewire.dns")
 TCP_IDLE = 10.0
 MAX_UDP_PAYLOAD = 65535
-Obj = dict[str, Any]
 
 
 class Engine:
@@ -119,7 +118,7 @@ class _Udp:
         try:
             self.sock.sendto(response, addr)
         except (BlockingIOError, InterruptedError):
-            self.app.metrics.dropped += 1
+            pass  # the send buffer is full: the client retries
         except OSError as e:
             log.debug("udp send to %s: %s", addr, e)
 
@@ -137,18 +136,12 @@ class _Udp:
 class DnsServer:
     """One Corefile server block, served until :meth:`close`."""
 
-    def __init__(
-        self,
-        server: Server,
-        zone: records.ClusterZone,
-        forwarder: Forwarder | None,
-        metrics: DnsMetrics | None = None,
-    ) -> None:
+    def __init__(self, server: Server, zone: records.ClusterZone, metrics: DnsMetrics | None = None) -> None:
         """``metrics`` outlive a reload (CoreDNS's counters are the process's): pass the previous ones."""
         self.server = server
         self.metrics = metrics or DnsMetrics(f"dns://:{server.port}", server.plugins, server.zones)
         self.engine = Engine(zone, self.metrics)
-        self.forwarder = forwarder
+        self.forwarder = make_forwarder(server, self.metrics)
         self.ready = False
         self.lameduck = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -272,10 +265,6 @@ class DnsServer:
     def _metrics(self, method: str, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
         if path.split("?")[0] != "/metrics":
             return 404, [("Content-Type", "text/plain")], b"404 page not found\n"
-        if self.forwarder is not None:
-            self.metrics.cache_hits.update(self.forwarder.cache_hits)
-            self.metrics.cache_misses = self.forwarder.cache_misses
-            self.metrics.forward_requests.update(self.forwarder.requests)
         return 200, [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], self.metrics.render()
 
     def close(self) -> None:
@@ -286,8 +275,8 @@ class DnsServer:
             task.cancel()
 
 
-def make_forwarder(server: Server) -> Forwarder | None:
+def make_forwarder(server: Server, metrics: DnsMetrics) -> Forwarder | None:
     if server.forward is None:
         return None
     cache = AnswerCache(server.cache) if server.cache is not None else None
-    return Forwarder(upstreams(server.forward), cache)
+    return Forwarder(upstreams(server.forward), cache, metrics)
