@@ -45,13 +45,18 @@ class Nft(Protocol):
     async def list_table(self, family: str, table: str, netns: str = "") -> str: ...
 
 
-def _argv(netns: str, *args: str) -> list[str]:
-    if not netns:
-        return ["nft", *args]
+def _check_owned(netns: str) -> None:
+    """Refuse a namespace kubewire does not own, as an :class:`NftError`."""
     try:
         check_owned(netns)
     except NetlinkError as e:
         raise NftError(str(e)) from None
+
+
+def _argv(netns: str, *args: str) -> list[str]:
+    if not netns:
+        return ["nft", *args]
+    _check_owned(netns)
     return ["nsenter", f"--net={NETNS_DIR / netns}", "--", "nft", *args]
 
 
@@ -120,10 +125,7 @@ class LibNft:
     def _worker(self, netns: str) -> tuple[ThreadPoolExecutor, _Context]:
         if netns not in self._workers:
             if netns:
-                try:
-                    check_owned(netns)
-                except NetlinkError as e:
-                    raise NftError(str(e)) from None
+                _check_owned(netns)
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"nft-{netns or 'own'}")
             try:
                 context = pool.submit(self._open, netns).result()
@@ -175,10 +177,7 @@ class FakeNft:
 
     async def apply(self, script: str, netns: str = "") -> None:
         if netns:
-            try:
-                check_owned(netns)
-            except NetlinkError as e:
-                raise NftError(str(e)) from None
+            _check_owned(netns)
         if self.fail_next:
             message, self.fail_next = self.fail_next, ""
             raise NftError(message)
