@@ -151,12 +151,7 @@ def agent_pid_path(node: NodeConfig) -> Path:
 
 def agent_pid(node: NodeConfig) -> int | None:
     """The node agent's pid, if that very process (same start time) still runs."""
-    try:
-        pid_text, _, ticks_text = agent_pid_path(node).read_text().partition(" ")
-        pid, ticks = int(pid_text), int(ticks_text)
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if process.alive(pid, ticks) else None
+    return process.recorded_pid(agent_pid_path(node))
 
 
 def start_agent(cluster: str, node: NodeConfig, env: dict[str, str]) -> int:
@@ -231,15 +226,6 @@ def is_stopped(node: NodeConfig) -> bool:
 # ---------------------------------------------------------------------------------- destroy
 
 
-def _recorded_pid(path: Path) -> int | None:
-    """The pid in a ``pid start-ticks`` file when that very process still runs."""
-    try:
-        pid, ticks = (int(x) for x in path.read_text().split())
-    except (OSError, ValueError):
-        return None
-    return pid if process.alive(pid, ticks) else None
-
-
 async def destroy(state_dir: Path, netlink: Netlink, timeout: float = 5.0) -> list[str]:
     """End every process inside the cluster's namespaces, then delete them; returns what was removed."""
     owned = Owned(state_dir / "netns.owned")
@@ -249,7 +235,7 @@ async def destroy(state_dir: Path, netlink: Netlink, timeout: float = 5.0) -> li
     # The cluster's zygote too, by its pid file (identity checked by start time): it lives in the
     # namespace of the node agent that started it, which may be gone (a node namespace deleted and
     # made again) while the zygote still runs.
-    zygote = _recorded_pid(state_dir / "zygote.pid")
+    zygote = process.recorded_pid(state_dir / "zygote.pid")
     if zygote is not None and zygote not in pids:
         pids.append(zygote)
     for pid in pids:

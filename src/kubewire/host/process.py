@@ -145,6 +145,15 @@ def alive(pid: int, ticks: int) -> bool:
     return ticks > 0 and start_ticks(pid) == ticks
 
 
+def recorded_pid(path: Path) -> int | None:
+    """The pid a ``<pid> <start ticks>`` file names, when that very process still runs."""
+    try:
+        pid, ticks = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid, ticks) else None
+
+
 def kill_group(pid: int, sig: int) -> None:
     """Signal a process's whole session group (a container's children go with it)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

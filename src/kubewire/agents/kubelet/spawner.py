@@ -42,11 +42,7 @@ class Spawner:
         self._lock = asyncio.Lock()
 
     def _zygote_alive(self) -> bool:
-        try:
-            pid, ticks = (int(x) for x in self.pid_path.read_text().split())
-        except (FileNotFoundError, ValueError):
-            return False
-        return process.alive(pid, ticks)
+        return process.recorded_pid(self.pid_path) is not None
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._conn is not None and not self._conn[1].is_closing():
