@@ -38,7 +38,7 @@ from kubewire.agents.dns import corefile
 from kubewire.agents.dns.metrics import DnsMetrics
 from kubewire.agents.dns.server import DnsServer
 from kubewire.api.core import CONFIG_MAP, NAMESPACE
-from kubewire.api.discovery import ENDPOINT_SLICE, object_key
+from kubewire.api.discovery import ENDPOINT_SLICE, ServiceKey, object_key
 from kubewire.api.pod import POD
 from kubewire.api.service import SERVICE
 from kubewire.client import Client
@@ -53,7 +53,6 @@ POD_ENV = "KUBEWIRE_POD"
 RELOAD_CHECK = 2.0  # seconds between looks at the Corefile's source (CoreDNS's reload checks every 30 s)
 LAMEDUCK = 5.0  # the default Corefile's `health { lameduck 5s }`
 Obj = dict[str, Any]
-Key = tuple[str, str]
 
 
 class ConfigError(Exception):
@@ -110,7 +109,7 @@ class Watch:
         self.namespaces = Informer(client, NAMESPACE)
         self.pods = Informer(client, POD) if pods else None
         self.changes = ServiceChanges(self.services, self.slices, ("zone",))
-        self.changed_pods: set[Key] = set()
+        self.changed_pods: set[ServiceKey] = set()
         self.namespaces_changed = False
 
     def informers(self) -> list[Informer]:
@@ -189,8 +188,9 @@ class Stop:
         self.event.set()
 
 
-async def serve(args: argparse.Namespace, metrics: dict[int, DnsMetrics] | None = None) -> bool:
-    """Serve until stopped; True when stopped because the Corefile changed (serve it again)."""
+async def serve(args: argparse.Namespace, metrics: dict[int, DnsMetrics]) -> bool:
+    """Serve until stopped; True when stopped because the Corefile changed (serve it again).
+    ``metrics`` (per port) are kept across calls, so counters survive a reload."""
     client: Client | None = None
     with contextlib.suppress(ConfigError):
         client = api_client(args.kubeconfig)
@@ -215,10 +215,8 @@ async def serve(args: argparse.Namespace, metrics: dict[int, DnsMetrics] | None 
     try:
         for server in config.servers:
             port = args.dns_port or server.port
-            kept = metrics.get(port) if metrics is not None else None
-            dns_server = DnsServer(dataclasses.replace(server, port=port), zone, kept)
-            if metrics is not None:
-                metrics[port] = dns_server.metrics
+            dns_server = DnsServer(dataclasses.replace(server, port=port), zone, metrics.get(port))
+            metrics[port] = dns_server.metrics
             dns_server.engine.before_answer = watch.catch_up
             await dns_server.start(args.listen)
             servers.append(dns_server)
