@@ -8,7 +8,9 @@ family, the ENTRYPOINT and CMD its upstream Dockerfile declares, so that rule is
 The resulting command line then runs one of two ways:
 
 - when it starts with the image's own program (``/agnhost``, ``/echo-basic``, ``nginx``, ``/pause``
-  ...), as a built-in workload: ``python -m kubewire.workloads.<module> [mode flags] <rest>``;
+  ...), as a built-in workload: ``python -m kubewire.workloads.<module> [mode flags] <rest>`` (the
+  zygote forks these pre-warmed), or for ``coredns`` kubewire's own DNS program, ``python -m
+  kubewire.agents.dns.app`` (a process of its own, told where the API is: ``Program.api``);
 - otherwise as a command of this machine (``sh -c ...``, ``sleep 3600``, ``curl ...``): bare names
   are looked up with ``which``, absolute paths kept. busybox and alpine containers run busybox
   applets through the machine's ``busybox`` binary when it is installed (``busybox wget ...``); their
